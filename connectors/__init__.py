@@ -1,0 +1,1 @@
+"""Connectors: declarative readers of departmental systems (REST, SQL, file drop) and the sandbox."""

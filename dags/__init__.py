@@ -1,0 +1,1 @@
+"""Airflow DAG files: wiring only; the logic lives in importable modules."""

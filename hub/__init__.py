@@ -1,0 +1,1 @@
+"""The hub: the signed HTTP API, the console, the CLI and the benchmarks."""

@@ -1,0 +1,222 @@
+"""Citizen ID numbers (GB 11643) and unified social credit codes (GB 32100).
+
+Windows type what people hand them: surrounding spaces, a lowercase ``x``, full-width digits from a
+Chinese input method, a 15-digit first-generation card. :func:`parse_identifier` turns all of that into
+one canonical 18-character form, or raises :class:`InvalidIdentifier` saying why — without ever
+repeating the number itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+from zoneinfo import ZoneInfo
+
+from stdnum import numdb
+from stdnum.cn import ric, uscc
+
+from materials_store.errors import DataError
+
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
+USCC_ALPHABET = frozenset("0123456789ABCDEFGHJKLMNPQRTUWXY")
+#: Credit codes of organisations registered at national level carry this division code.
+NATIONAL_DIVISION = "100000"
+
+
+class IdentifierKind(StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+
+
+class InvalidReason(StrEnum):
+    """Why an identifier was refused; stable codes a client can branch on."""
+
+    EMPTY = "empty"
+    WRONG_LENGTH = "wrong_length"
+    ILLEGAL_CHARACTER = "illegal_character"
+    IMPOSSIBLE_BIRTH_DATE = "impossible_birth_date"
+    FUTURE_BIRTH_DATE = "future_birth_date"
+    UNKNOWN_REGION = "unknown_region"
+    WRONG_CHECK_CHARACTER = "wrong_check_character"
+
+
+class InvalidIdentifier(DataError):
+    """An ID number or credit code that cannot enter the store. ``detail`` is safe to show and log."""
+
+    problem_type: ClassVar[str] = "urn:onecert:problem:invalid-identifier"
+    title: ClassVar[str] = "Invalid identifier"
+
+    def __init__(self, reason: InvalidReason, detail: str) -> None:
+        super().__init__(detail, reason=reason.value)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Identifier:
+    """A validated, normalised identifier. Its ``repr`` is masked so it cannot leak into logs."""
+
+    kind: IdentifierKind
+    value: str
+
+    @property
+    def masked(self) -> str:
+        return mask(self.value)
+
+    def __repr__(self) -> str:
+        return f"Identifier(kind={self.kind.value!r}, value={self.masked!r})"
+
+    __str__ = __repr__
+
+
+def mask(value: str) -> str:
+    """``330102199001011234`` → ``330102********1234``; short values are masked whole."""
+    if len(value) < 12:
+        return "*" * len(value)
+    return value[:6] + "*" * (len(value) - 10) + value[-4:]
+
+
+def normalise_text(raw: str) -> str:
+    """Fold full-width characters to ASCII (NFKC), drop whitespace, upper-case."""
+    folded = unicodedata.normalize("NFKC", raw)
+    return "".join(folded.split()).upper()
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(CHINA_TZ).date()
+
+
+def _region_known(code: str) -> bool:
+    """True when ``code`` is a GB/T 2260 division code (province, city or county), current or historical."""
+    results = numdb.get("cn/loc").info(code)
+    return any("county" in props for _part, props in results)
+
+
+def _illegal_position(value: str, allowed: frozenset[str] | None = None) -> int | None:
+    for index, char in enumerate(value):
+        ok = char in allowed if allowed is not None else char.isascii() and char.isdigit()
+        if not ok:
+            return index + 1
+    return None
+
+
+def parse_person_id(raw: str, *, today: dt.date | None = None) -> Identifier:
+    """Validate a resident ID number (18 digits, or 15 upgraded to 18) and return it normalised.
+
+    Raises:
+        InvalidIdentifier: with the reason: length, character, birth date, region or check character.
+    """
+    value = normalise_text(raw)
+    if not value:
+        raise InvalidIdentifier(InvalidReason.EMPTY, "the ID number is empty")
+    if len(value) not in (15, 18):
+        raise InvalidIdentifier(
+            InvalidReason.WRONG_LENGTH,
+            f"an ID number has 18 characters (or 15 for a first-generation card), not {len(value)}",
+        )
+    body = value if len(value) == 15 else value[:17]
+    position = _illegal_position(body)
+    if position is not None:
+        raise InvalidIdentifier(
+            InvalidReason.ILLEGAL_CHARACTER, f"character {position} of the ID number must be a digit"
+        )
+    if len(value) == 18 and not (value[17].isdigit() or value[17] == "X"):
+        raise InvalidIdentifier(
+            InvalidReason.ILLEGAL_CHARACTER, "the last character of the ID number must be a digit or X"
+        )
+    upgraded = len(value) == 15
+    if upgraded:
+        # First-generation cards (1984-2004) carry YYMMDD and no check character; all births are 19YY.
+        body = value[:6] + "19" + value[6:]
+    try:
+        birth = dt.date(int(body[6:10]), int(body[10:12]), int(body[12:14]))
+    except ValueError:
+        raise InvalidIdentifier(
+            InvalidReason.IMPOSSIBLE_BIRTH_DATE, "the birth date in the ID number is not a real date"
+        ) from None
+    if birth > (today or _today()):
+        raise InvalidIdentifier(
+            InvalidReason.FUTURE_BIRTH_DATE, "the birth date in the ID number is in the future"
+        )
+    if not _region_known(body[:6]):
+        raise InvalidIdentifier(
+            InvalidReason.UNKNOWN_REGION,
+            "the first six digits of the ID number are not a known administrative division code",
+        )
+    check = ric.calc_check_digit(body + "0")
+    if upgraded:
+        return Identifier(IdentifierKind.PERSON, body + check)
+    if value[17] != check:
+        raise InvalidIdentifier(
+            InvalidReason.WRONG_CHECK_CHARACTER, "the check character of the ID number does not match"
+        )
+    return Identifier(IdentifierKind.PERSON, value)
+
+
+def parse_credit_code(raw: str) -> Identifier:
+    """Validate a unified social credit code (18 characters, no I, O, Z, S, V) and return it normalised.
+
+    Raises:
+        InvalidIdentifier: with the reason: length, character or check character.
+    """
+    value = normalise_text(raw)
+    if not value:
+        raise InvalidIdentifier(InvalidReason.EMPTY, "the credit code is empty")
+    if len(value) != 18:
+        raise InvalidIdentifier(
+            InvalidReason.WRONG_LENGTH, f"a unified social credit code has 18 characters, not {len(value)}"
+        )
+    position = _illegal_position(value, USCC_ALPHABET)
+    if position is not None:
+        raise InvalidIdentifier(
+            InvalidReason.ILLEGAL_CHARACTER,
+            f"character {position} of the credit code is not allowed (I, O, Z, S and V never occur)",
+        )
+    position = _illegal_position(value[2:8])
+    if position is not None:
+        raise InvalidIdentifier(
+            InvalidReason.ILLEGAL_CHARACTER,
+            f"character {position + 2} of the credit code must be a digit (administrative division code)",
+        )
+    if value[2:8] != NATIONAL_DIVISION and not _region_known(value[2:8]):
+        raise InvalidIdentifier(
+            InvalidReason.UNKNOWN_REGION,
+            "characters 3 to 8 of the credit code are not a known administrative division code",
+        )
+    if value[17] != uscc.calc_check_digit(value):
+        raise InvalidIdentifier(
+            InvalidReason.WRONG_CHECK_CHARACTER, "the check character of the credit code does not match"
+        )
+    return Identifier(IdentifierKind.ORGANISATION, value)
+
+
+def parse_identifier(raw: str, *, today: dt.date | None = None) -> Identifier:
+    """Parse either kind: a person's ID number or an organisation's credit code.
+
+    Eighteen characters whose first seventeen are digits are read as an ID number first; if that fails
+    and they form a valid credit code, they are one. Otherwise the ID-number error is reported.
+    """
+    value = normalise_text(raw)
+    if len(value) == 18 and _illegal_position(value[:17]) is not None:
+        return parse_credit_code(value)
+    try:
+        return parse_person_id(value, today=today)
+    except InvalidIdentifier:
+        if len(value) == 18:
+            try:
+                return parse_credit_code(value)
+            except InvalidIdentifier:
+                pass
+        raise
+
+
+def check_character(first17: str) -> str:
+    """The GB 11643 mod 11-2 check character for 17 digits (used by the sandbox generators)."""
+    return ric.calc_check_digit(first17 + "0")
+
+
+def credit_code_check_character(first17: str) -> str:
+    """The GB 32100 check character for 17 characters (used by the sandbox generators)."""
+    return uscc.calc_check_digit(first17 + "0")
