@@ -125,7 +125,9 @@ class Keyring:
 
     def blind_index(self, normalised_identifier: str) -> str:
         """The subject's lookup key: hex HMAC-SHA256 of the normalised identifier."""
-        return hmac.new(self.blind_index_key, normalised_identifier.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.new(
+            self.blind_index_key, normalised_identifier.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
 
     def _aead(self, key_id: str) -> AESGCM:
         aead = self._aead_cache.get(key_id)

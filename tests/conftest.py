@@ -30,3 +30,12 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture
 def settings() -> Settings:
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the whole session (started once, stopped at the end)."""
+    from tests.support.postgres import throwaway_postgres
+
+    with throwaway_postgres() as url:
+        yield url

@@ -10,7 +10,9 @@ id_app = typer.Typer(help="Citizen ID numbers (GB 11643) and unified social cred
 
 
 @id_app.command("check")
-def check(value: str = typer.Argument(..., help="An ID number or credit code, as typed at a window.")) -> None:
+def check(
+    value: str = typer.Argument(..., help="An ID number or credit code, as typed at a window."),
+) -> None:
     """Print the normalised identifier and its kind, or why it is invalid (exit 1)."""
     try:
         identifier = parse_identifier(value)

@@ -37,5 +37,17 @@ def rotate(
     typer.echo(new_id)
 
 
+@keys_app.command("reencrypt")
+def reencrypt_command() -> None:
+    """Move every row encrypted with an older data key to the current one."""
+    from hub.cli._common import open_store_or_exit
+    from materials_store.store import reencrypt
+
+    handle = open_store_or_exit(get_settings())
+    with handle.sessions() as session:
+        moved = reencrypt(session, keyring=handle.keyring)
+    typer.echo(f"re-encrypted {moved} rows with key {handle.keyring.current_data_key_id}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")

@@ -1,0 +1,232 @@
+"""SQLAlchemy 2 models of the materials store. The Alembic migrations are the schema's source of truth;
+a test checks that these models and the migrations agree.
+
+Nothing here is ever deleted: materials change status (superseded, revoked, expired), quarantine rows are
+resolved or discarded, usage records only grow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass an aware datetime")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Subject(Base):
+    """A person or organisation, found by the blind index of its identifier; the clear value is encrypted."""
+
+    __tablename__ = "subjects"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    blind_index: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    id_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    name_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MaterialType(Base):
+    """A kind of certificate or material (证照/材料类型), loaded from its data contract."""
+
+    __tablename__ = "material_types"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(128))
+    name_en: Mapped[str] = mapped_column(String(128))
+    department: Mapped[str] = mapped_column(String(32))
+    subject_kind: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(64))
+    contract_id: Mapped[str] = mapped_column(String(128))
+    contract_version: Mapped[str] = mapped_column(String(32))
+    validity_days: Mapped[int | None] = mapped_column(Integer)
+    freshness_sla_hours: Mapped[int | None] = mapped_column(Integer)
+    sensitivity: Mapped[str] = mapped_column(String(32))
+
+
+class Material(Base):
+    """One issued instance of a material type for a subject, one version of one source record."""
+
+    __tablename__ = "materials"
+    __table_args__ = (
+        UniqueConstraint("type_code", "source_record_id", "version"),
+        Index("ix_materials_lookup", "subject_id", "status", "type_code"),
+        Index("ix_materials_validity", "status", "valid_until"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    type_code: Mapped[str] = mapped_column(ForeignKey("material_types.code"))
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"))
+    issuer: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(128))
+    source_run_id: Mapped[str | None] = mapped_column(String(64))
+    source_record_id: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[dt.date] = mapped_column(Date)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str | None] = mapped_column(String(256))
+    payload_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(64))
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    issuer_signature: Mapped[str | None] = mapped_column(Text)
+    superseded_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class UsageRecord(Base):
+    """用证记录: who used which subject's data, when, for what. Hash-chained so edits are detectable."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_subject", "subject_index", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    client_id: Mapped[str] = mapped_column(String(64))
+    client_kind: Mapped[str] = mapped_column(String(16))
+    window: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    case_ref: Mapped[str | None] = mapped_column(String(128))
+    purpose: Mapped[str | None] = mapped_column(String(256))
+    subject_index: Mapped[str | None] = mapped_column(String(64))
+    material_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Unique: two records can never claim the same predecessor, so concurrent writers cannot fork the chain.
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The newest usage record's seq and hash, so deleting the newest records is detectable too."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigId)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class QuarantineRow(Base):
+    """A source row that broke its contract; the raw row is kept encrypted until it is resolved."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_source_status", "source", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64))
+    source_record_id: Mapped[str | None] = mapped_column(String(128))
+    raw_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(64))
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class SyncState(Base):
+    """The cursor of one source stream, written in the same transaction as the rows it covers."""
+
+    __tablename__ = "sync_state"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cursor: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SyncRun(Base):
+    """One sync run of one source, with its counts."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_source_started", "source", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    extracted: Mapped[int] = mapped_column(Integer, default=0)
+    loaded: Mapped[int] = mapped_column(Integer, default=0)
+    new_versions: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Client(Base):
+    """A registered window, department, steward or citizen, with its public key (no shared secrets)."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(256))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    org: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(16))
+    types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject_index: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,973 @@
+"""Typed store functions. Each takes a Session first; none commits unless its docstring says so.
+
+The hot paths (batch upsert, latest materials of a subject) use Core statements over whole batches: one
+query resolves a batch's subjects, one fetches the current versions of its records, and the inserts go
+out as ``executemany``. No per-row round trips, no ORM objects on the write path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import rfc8785
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from sqlalchemy import Row, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from materials_store.crypto import Keyring
+from materials_store.errors import Conflict, DataError, NotFound
+from materials_store.identity import CHINA_TZ, Identifier
+from materials_store.models import (
+    AuditHead,
+    Client,
+    Material,
+    MaterialType,
+    QuarantineRow,
+    Subject,
+    SyncRun,
+    SyncState,
+    UsageRecord,
+    utcnow,
+)
+
+#: Rows per IN (...) query; well under SQLite's and PostgreSQL's parameter limits.
+IN_CHUNK = 2000
+GENESIS_HASH = "0" * 64
+
+
+def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def canonical_json(payload: Any) -> bytes:
+    """RFC 8785 canonical JSON; dates become ISO strings and decimals strings first."""
+    try:
+        return rfc8785.dumps(payload)
+    except (TypeError, rfc8785.CanonicalizationError):
+        return rfc8785.dumps(_jsonable(payload))
+
+
+def today() -> dt.date:
+    """Validity is judged by the calendar in China."""
+    return dt.datetime.now(CHINA_TZ).date()
+
+
+# -- subjects ------------------------------------------------------------------------------------
+
+
+def _subject_aad(blind_index: str) -> bytes:
+    return b"subject:" + blind_index.encode("ascii")
+
+
+def _insert_ignoring_conflicts(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
+    elif dialect == "postgresql":
+        session.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
+    else:  # pragma: no cover - only the two supported backends
+        session.execute(insert(table), rows)
+
+
+def resolve_subjects(
+    session: Session,
+    *,
+    keyring: Keyring,
+    subjects: Iterable[tuple[Identifier, str | None]],
+) -> dict[str, int]:
+    """Subject ids by normalised identifier, creating the missing subjects (race-safe).
+
+    Args:
+        subjects: (identifier, name or None) pairs; duplicates are fine.
+
+    Returns:
+        ``{identifier.value: subject id}`` for every identifier given.
+    """
+    wanted: dict[str, tuple[Identifier, str | None, str]] = {}
+    for identifier, name in subjects:
+        known = wanted.get(identifier.value)
+        if known is None or (known[1] is None and name):
+            wanted[identifier.value] = (identifier, name, keyring.blind_index(identifier.value))
+    by_index = {index: value for value, (_i, _n, index) in wanted.items()}
+    found: dict[str, int] = {}
+    indexes = list(by_index)
+    for chunk in _chunks(indexes):
+        for row in session.execute(
+            select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
+        ):
+            found[row.blind_index] = row.id
+    missing = [index for index in indexes if index not in found]
+    if missing:
+        now = utcnow()
+        rows = []
+        for index in missing:
+            identifier, name, _ = wanted[by_index[index]]
+            key_id, id_blob = keyring.encrypt(identifier.value.encode("utf-8"), aad=_subject_aad(index))
+            name_blob = None
+            if name:
+                _, name_blob = keyring.encrypt(name.encode("utf-8"), aad=_subject_aad(index) + b":name")
+            rows.append(
+                {
+                    "blind_index": index,
+                    "kind": identifier.kind.value,
+                    "id_ciphertext": id_blob,
+                    "name_ciphertext": name_blob,
+                    "key_id": key_id,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        _insert_ignoring_conflicts(session, Subject.__table__, rows)
+        for chunk in _chunks(missing):
+            for row in session.execute(
+                select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
+            ):
+                found[row.blind_index] = row.id
+    return {value: found[index] for index, value in by_index.items()}
+
+
+def ensure_subject(
+    session: Session, *, keyring: Keyring, identifier: Identifier, name: str | None = None
+) -> Subject:
+    """The subject for ``identifier``, created (with its encrypted identifier and name) when new."""
+    subject_id = resolve_subjects(session, keyring=keyring, subjects=[(identifier, name)])[identifier.value]
+    subject = session.get(Subject, subject_id)
+    assert subject is not None
+    return subject
+
+
+def find_subject(session: Session, *, keyring: Keyring, identifier: Identifier) -> Subject | None:
+    """The subject for ``identifier``, or None. Looks up by blind index only."""
+    index = keyring.blind_index(identifier.value)
+    return session.scalars(select(Subject).where(Subject.blind_index == index)).one_or_none()
+
+
+def subject_identifier(keyring: Keyring, subject: Subject) -> str:
+    """Decrypt the subject's normalised identifier."""
+    aad = _subject_aad(subject.blind_index)
+    return keyring.decrypt(subject.key_id, subject.id_ciphertext, aad=aad).decode("utf-8")
+
+
+def subject_name(keyring: Keyring, subject: Subject) -> str | None:
+    """Decrypt the subject's name, when a source has given one."""
+    if subject.name_ciphertext is None:
+        return None
+    aad = _subject_aad(subject.blind_index) + b":name"
+    return keyring.decrypt(subject.key_id, subject.name_ciphertext, aad=aad).decode("utf-8")
+
+
+# -- material types ------------------------------------------------------------------------------
+
+
+class MaterialTypeLike(Protocol):
+    code: str
+    name_zh: str
+    name_en: str
+    department: str
+    subject_kind: str
+    source: str
+    contract_id: str
+    contract_version: str
+    validity_days: int | None
+    freshness_sla_hours: int | None
+    sensitivity: str
+
+
+MATERIAL_TYPE_FIELDS = (
+    "name_zh",
+    "name_en",
+    "department",
+    "subject_kind",
+    "source",
+    "contract_id",
+    "contract_version",
+    "validity_days",
+    "freshness_sla_hours",
+    "sensitivity",
+)
+
+
+def sync_material_types(session: Session, *, specs: Iterable[MaterialTypeLike]) -> int:
+    """Insert or update catalogue rows from contract specs. Returns how many rows changed."""
+    changed = 0
+    for spec in specs:
+        row = session.get(MaterialType, spec.code)
+        values = {name: getattr(spec, name) for name in MATERIAL_TYPE_FIELDS}
+        if row is None:
+            session.add(MaterialType(code=spec.code, **values))
+            changed += 1
+        elif any(getattr(row, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(row, name, value)
+            changed += 1
+    session.flush()
+    return changed
+
+
+def material_types(session: Session) -> list[MaterialType]:
+    return list(session.scalars(select(MaterialType).order_by(MaterialType.code)))
+
+
+# -- materials -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialInput:
+    """One material as a source or a department gives it, before it is stored."""
+
+    type_code: str
+    subject: Identifier
+    source_record_id: str
+    issued_at: dt.date
+    valid_until: dt.date | None
+    payload: dict[str, Any]
+    issuer: str
+    subject_name: str | None = None
+    issuer_signature: str | None = None
+
+
+@dataclass(slots=True)
+class UpsertResult:
+    """What a batch upsert did: counts, and the material id each input item now maps to, in order."""
+
+    inserted: int = 0
+    new_versions: int = 0
+    unchanged: int = 0
+    ids: list[str] = field(default_factory=list)
+    #: Per item: 'inserted', 'new_version' or 'unchanged'.
+    outcomes: list[str] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> int:
+        return self.inserted + self.new_versions
+
+
+@dataclass(slots=True)
+class _Head:
+    id: str
+    version: int
+    sha: str
+    issued_at: dt.date
+    valid_until: dt.date | None
+    subject_id: int
+
+
+def _payload_aad(material_id: str) -> bytes:
+    return b"material:" + material_id.encode("ascii")
+
+
+def new_material_id() -> str:
+    return secrets.token_hex(16)
+
+
+def _heads(session: Session, type_code: str, record_ids: Sequence[str]) -> dict[str, _Head]:
+    """The newest version of each record of one type (the one nothing supersedes)."""
+    heads: dict[str, _Head] = {}
+    columns = (
+        Material.source_record_id,
+        Material.id,
+        Material.version,
+        Material.payload_sha256,
+        Material.issued_at,
+        Material.valid_until,
+        Material.subject_id,
+    )
+    for chunk in _chunks(record_ids):
+        statement = select(*columns).where(
+            Material.type_code == type_code,
+            Material.source_record_id.in_(chunk),
+            Material.superseded_by.is_(None),
+        )
+        for row in session.execute(statement):
+            heads[row[0]] = _Head(row[1], row[2], row[3], row[4], row[5], row[6])
+    return heads
+
+
+def upsert_materials(
+    session: Session,
+    *,
+    keyring: Keyring,
+    items: Sequence[MaterialInput],
+    source: str,
+    run_id: str | None = None,
+) -> UpsertResult:
+    """Store a batch of materials idempotently, keyed by (type, source record id).
+
+    Same record with the same content (payload, dates, subject): nothing new. Changed content: a new
+    version, and the previous one becomes ``superseded`` pointing at it. Nothing is deleted. Does not
+    commit: the caller commits, together with the cursor that covers these rows.
+    """
+    result = UpsertResult()
+    if not items:
+        return result
+    subject_ids = resolve_subjects(
+        session, keyring=keyring, subjects=((item.subject, item.subject_name) for item in items)
+    )
+    by_type: dict[str, list[str]] = {}
+    for item in items:
+        by_type.setdefault(item.type_code, []).append(item.source_record_id)
+    heads: dict[tuple[str, str], _Head] = {}
+    for type_code, record_ids in by_type.items():
+        for record_id, head in _heads(session, type_code, list(dict.fromkeys(record_ids))).items():
+            heads[(type_code, record_id)] = head
+
+    now = utcnow()
+    current_day = today()
+    inserts: list[dict[str, Any]] = []
+    pending_by_id: dict[str, dict[str, Any]] = {}
+    superseded: list[dict[str, Any]] = []
+    for item in items:
+        canonical = canonical_json(item.payload)
+        sha = hashlib.sha256(canonical).hexdigest()
+        subject_id = subject_ids[item.subject.value]
+        key = (item.type_code, item.source_record_id)
+        head = heads.get(key)
+        if (
+            head is not None
+            and head.sha == sha
+            and head.issued_at == item.issued_at
+            and head.valid_until == item.valid_until
+            and head.subject_id == subject_id
+        ):
+            result.unchanged += 1
+            result.ids.append(head.id)
+            result.outcomes.append("unchanged")
+            continue
+        material_id = new_material_id()
+        key_id, blob = keyring.encrypt(canonical, aad=_payload_aad(material_id))
+        expired = item.valid_until is not None and item.valid_until < current_day
+        row = {
+            "id": material_id,
+            "type_code": item.type_code,
+            "subject_id": subject_id,
+            "issuer": item.issuer,
+            "source": source,
+            "source_run_id": run_id,
+            "source_record_id": item.source_record_id,
+            "version": head.version + 1 if head else 1,
+            "issued_at": item.issued_at,
+            "valid_until": item.valid_until,
+            "status": "expired" if expired else "valid",
+            "status_reason": "past validity when received" if expired else None,
+            "payload_ciphertext": blob,
+            "key_id": key_id,
+            "payload_sha256": sha,
+            "issuer_signature": item.issuer_signature,
+            "superseded_by": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        inserts.append(row)
+        pending_by_id[material_id] = row
+        if head is not None:
+            pending = pending_by_id.get(head.id)
+            if pending is not None:  # the head was written by this same batch: mark it before insert
+                pending["superseded_by"] = material_id
+                if pending["status"] == "valid":
+                    pending["status"] = "superseded"
+            else:
+                superseded.append({"old_id": head.id, "new_id": material_id})
+            result.new_versions += 1
+            result.outcomes.append("new_version")
+        else:
+            result.inserted += 1
+            result.outcomes.append("inserted")
+        heads[key] = _Head(
+            material_id, head.version + 1 if head else 1, sha, item.issued_at, item.valid_until, subject_id
+        )
+        result.ids.append(material_id)
+
+    if superseded:
+        _mark_superseded(session, superseded, now)
+    if inserts:
+        session.execute(insert(Material), inserts)
+    return result
+
+
+def _mark_superseded(session: Session, pairs: list[dict[str, Any]], now: dt.datetime) -> None:
+    statement = (
+        update(Material.__table__)
+        .where(Material.__table__.c.id == bindparam("old_id"))
+        .values(
+            superseded_by=bindparam("new_id"),
+            # A revoked or expired version keeps its status; only a valid one becomes superseded.
+            status=func.coalesce(
+                func.nullif(Material.__table__.c.status, "valid"),
+                "superseded",
+            ),
+            updated_at=now,
+        )
+    )
+    session.connection().execute(statement, pairs)
+
+
+def latest_materials(
+    session: Session, *, subject_id: int, types: Collection[str] | None = None
+) -> list[Material]:
+    """The subject's valid materials (the newest version of each record), optionally only some types."""
+    statement = select(Material).where(Material.subject_id == subject_id, Material.status == "valid")
+    if types is not None:
+        if not types:
+            return []
+        statement = statement.where(Material.type_code.in_(list(types)))
+    statement = statement.order_by(Material.type_code, Material.issued_at.desc(), Material.id)
+    return list(session.scalars(statement))
+
+
+def materials_of_subject(session: Session, *, subject_id: int) -> list[Material]:
+    """Every version of every material of the subject, any status (for stewards and audits)."""
+    statement = (
+        select(Material)
+        .where(Material.subject_id == subject_id)
+        .order_by(Material.type_code, Material.source_record_id, Material.version)
+    )
+    return list(session.scalars(statement))
+
+
+def get_material(session: Session, *, material_id: str) -> Material | None:
+    return session.get(Material, material_id)
+
+
+def decrypt_payload(keyring: Keyring, material: Material) -> dict[str, Any]:
+    """The material's payload, decrypted and parsed."""
+    plain = keyring.decrypt(material.key_id, material.payload_ciphertext, aad=_payload_aad(material.id))
+    payload: dict[str, Any] = json.loads(plain)
+    return payload
+
+
+def _require_material(session: Session, material_id: str) -> Material:
+    material = session.get(Material, material_id, with_for_update=True)
+    if material is None:
+        raise NotFound("no such material", material_id=material_id)
+    return material
+
+
+def supersede(session: Session, *, material_id: str, by_material_id: str) -> Material:
+    """Mark ``material_id`` superseded by ``by_material_id`` (same type and subject)."""
+    old = _require_material(session, material_id)
+    new = _require_material(session, by_material_id)
+    if old.id == new.id or (old.type_code, old.subject_id) != (new.type_code, new.subject_id):
+        raise DataError("a material can only be superseded by another of the same type and subject")
+    if old.superseded_by is not None:
+        raise Conflict("the material is already superseded", material_id=material_id)
+    old.superseded_by = new.id
+    if old.status == "valid":
+        old.status = "superseded"
+    session.flush()
+    return old
+
+
+def revoke(session: Session, *, material_id: str, reason: str, actor: str) -> Material:
+    """Revoke a material: it is never returned as on file again. Revoking twice is a no-op."""
+    material = _require_material(session, material_id)
+    if material.status != "revoked":
+        material.status = "revoked"
+        material.status_reason = f"{reason} (by {actor})"[:256]
+        session.flush()
+    return material
+
+
+def expire_materials(session: Session, *, now: dt.datetime | None = None) -> int:
+    """Every valid material past its validity becomes ``expired``. Returns how many changed."""
+    day = now.astimezone(CHINA_TZ).date() if now else today()
+    statement = (
+        update(Material)
+        .where(Material.status == "valid", Material.valid_until.is_not(None), Material.valid_until < day)
+        .values(status="expired", status_reason="past validity", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+
+
+# -- key rotation --------------------------------------------------------------------------------
+
+
+def reencrypt(session: Session, *, keyring: Keyring, batch_size: int = 1000) -> int:
+    """Move every row encrypted with an older data key to the current key. Commits per batch.
+
+    Returns:
+        How many rows (subjects, materials, quarantine rows) were re-encrypted.
+    """
+    current = keyring.current_data_key_id
+    moved = 0
+    while True:
+        subjects = session.scalars(select(Subject).where(Subject.key_id != current).limit(batch_size)).all()
+        for subject in subjects:
+            aad = _subject_aad(subject.blind_index)
+            clear_id = keyring.decrypt(subject.key_id, subject.id_ciphertext, aad=aad)
+            clear_name = (
+                keyring.decrypt(subject.key_id, subject.name_ciphertext, aad=aad + b":name")
+                if subject.name_ciphertext is not None
+                else None
+            )
+            subject.key_id, subject.id_ciphertext = keyring.encrypt(clear_id, aad=aad)
+            if clear_name is not None:
+                _, subject.name_ciphertext = keyring.encrypt(clear_name, aad=aad + b":name")
+        materials = session.scalars(
+            select(Material).where(Material.key_id != current).limit(batch_size)
+        ).all()
+        for material in materials:
+            aad = _payload_aad(material.id)
+            clear = keyring.decrypt(material.key_id, material.payload_ciphertext, aad=aad)
+            material.key_id, material.payload_ciphertext = keyring.encrypt(clear, aad=aad)
+        rows = session.scalars(
+            select(QuarantineRow).where(QuarantineRow.key_id != current).limit(batch_size)
+        ).all()
+        for row in rows:
+            aad = _quarantine_aad(row.source, row.raw_sha256)
+            clear = keyring.decrypt(row.key_id, row.raw_ciphertext, aad=aad)
+            row.key_id, row.raw_ciphertext = keyring.encrypt(clear, aad=aad)
+        batch = len(subjects) + len(materials) + len(rows)
+        session.commit()
+        moved += batch
+        if batch == 0:
+            return moved
+
+
+# -- quarantine ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineInput:
+    """A row that broke its contract: the raw row as the source gave it, and the rules it broke."""
+
+    source_record_id: str | None
+    raw: dict[str, Any]
+    rules: list[dict[str, Any]]
+
+
+def _quarantine_aad(source: str, raw_sha256: str) -> bytes:
+    return f"quarantine:{source}:{raw_sha256}".encode("ascii")
+
+
+def quarantine_rows(
+    session: Session,
+    *,
+    keyring: Keyring,
+    source: str,
+    run_id: str,
+    rows: Sequence[QuarantineInput],
+) -> int:
+    """Put rows in quarantine, encrypted. A row already open in quarantine (same source and content)
+    is not added twice, so a rerun doubles nothing. Returns how many rows were added."""
+    if not rows:
+        return 0
+    prepared: dict[str, tuple[QuarantineInput, bytes]] = {}
+    for row in rows:
+        canonical = canonical_json(row.raw)
+        prepared.setdefault(hashlib.sha256(canonical).hexdigest(), (row, canonical))
+    existing: set[str] = set()
+    shas = list(prepared)
+    for chunk in _chunks(shas):
+        existing.update(
+            session.scalars(
+                select(QuarantineRow.raw_sha256).where(
+                    QuarantineRow.source == source,
+                    QuarantineRow.status == "open",
+                    QuarantineRow.raw_sha256.in_(chunk),
+                )
+            )
+        )
+    now = utcnow()
+    values = []
+    for sha, (row, canonical) in prepared.items():
+        if sha in existing:
+            continue
+        key_id, blob = keyring.encrypt(canonical, aad=_quarantine_aad(source, sha))
+        values.append(
+            {
+                "source": source,
+                "run_id": run_id,
+                "source_record_id": row.source_record_id,
+                "raw_ciphertext": blob,
+                "key_id": key_id,
+                "raw_sha256": sha,
+                "rules": row.rules,
+                "status": "open",
+                "created_at": now,
+            }
+        )
+    if values:
+        session.execute(insert(QuarantineRow), values)
+    # Duplicate copies of one row in the same call count once each: they are the same evidence.
+    return len(values)
+
+
+def quarantine_raw(keyring: Keyring, row: QuarantineRow) -> dict[str, Any]:
+    """Decrypt a quarantined row for a steward."""
+    clear = keyring.decrypt(row.key_id, row.raw_ciphertext, aad=_quarantine_aad(row.source, row.raw_sha256))
+    raw: dict[str, Any] = json.loads(clear)
+    return raw
+
+
+def list_quarantine(
+    session: Session,
+    *,
+    source: str | None = None,
+    status: str | None = "open",
+    run_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[QuarantineRow]:
+    statement = select(QuarantineRow)
+    if source is not None:
+        statement = statement.where(QuarantineRow.source == source)
+    if status is not None:
+        statement = statement.where(QuarantineRow.status == status)
+    if run_id is not None:
+        statement = statement.where(QuarantineRow.run_id == run_id)
+    statement = statement.order_by(QuarantineRow.id).limit(limit).offset(offset)
+    return list(session.scalars(statement))
+
+
+def count_quarantine(session: Session, *, source: str | None = None, status: str | None = "open") -> int:
+    statement = select(func.count()).select_from(QuarantineRow)
+    if source is not None:
+        statement = statement.where(QuarantineRow.source == source)
+    if status is not None:
+        statement = statement.where(QuarantineRow.status == status)
+    return int(session.scalar(statement) or 0)
+
+
+def close_quarantine_row(
+    session: Session, *, row_id: int, status: str, resolution: dict[str, Any]
+) -> QuarantineRow:
+    """Mark a quarantined row resolved or discarded, with who did it and why."""
+    if status not in ("resolved", "discarded"):
+        raise DataError("a quarantine row is closed as resolved or discarded")
+    row = session.get(QuarantineRow, row_id, with_for_update=True)
+    if row is None:
+        raise NotFound("no such quarantine row", row_id=row_id)
+    if row.status != "open":
+        raise Conflict("the quarantine row is already closed", row_id=row_id)
+    row.status = status
+    row.resolution = resolution
+    row.resolved_at = utcnow()
+    session.flush()
+    return row
+
+
+# -- sync bookkeeping ----------------------------------------------------------------------------
+
+
+def get_cursor(session: Session, *, source: str, stream: str = "default") -> str | None:
+    state = session.get(SyncState, (source, stream))
+    return state.cursor if state else None
+
+
+def save_cursor(session: Session, *, source: str, stream: str = "default", cursor: str, run_id: str) -> None:
+    """Record the cursor. Does not commit: commit it with the rows it covers."""
+    state = session.get(SyncState, (source, stream))
+    if state is None:
+        session.add(SyncState(source=source, stream=stream, cursor=cursor, run_id=run_id))
+    else:
+        state.cursor = cursor
+        state.run_id = run_id
+    session.flush()
+
+
+def new_run_id(source: str) -> str:
+    return f"{source}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def start_run(session: Session, *, source: str, run_id: str | None = None) -> SyncRun:
+    """Open a sync run and commit it at once, so a steward sees it running."""
+    run = SyncRun(id=run_id or new_run_id(source), source=source, state="running", started_at=utcnow())
+    session.add(run)
+    session.commit()
+    return run
+
+
+def finish_run(
+    session: Session,
+    *,
+    run_id: str,
+    state: str,
+    extracted: int = 0,
+    loaded: int = 0,
+    new_versions: int = 0,
+    unchanged: int = 0,
+    quarantined: int = 0,
+    cursor: str | None = None,
+    error: str | None = None,
+) -> SyncRun:
+    """Close a run with its counts and commit. ``error`` must not contain IDs or payloads."""
+    run = session.get(SyncRun, run_id)
+    if run is None:
+        raise NotFound("no such sync run", run_id=run_id)
+    run.state = state
+    run.finished_at = utcnow()
+    run.extracted, run.loaded, run.new_versions = extracted, loaded, new_versions
+    run.unchanged, run.quarantined, run.cursor, run.error = unchanged, quarantined, cursor, error
+    session.commit()
+    return run
+
+
+def last_runs(session: Session) -> dict[str, SyncRun]:
+    """The newest run of each source."""
+    newest = (
+        select(SyncRun.source, func.max(SyncRun.started_at).label("started_at"))
+        .group_by(SyncRun.source)
+        .subquery()
+    )
+    statement = select(SyncRun).join(
+        newest, (SyncRun.source == newest.c.source) & (SyncRun.started_at == newest.c.started_at)
+    )
+    return {run.source: run for run in session.scalars(statement)}
+
+
+def recent_runs(session: Session, *, source: str, limit: int = 20) -> list[SyncRun]:
+    statement = (
+        select(SyncRun).where(SyncRun.source == source).order_by(SyncRun.started_at.desc()).limit(limit)
+    )
+    return list(session.scalars(statement))
+
+
+# -- clients -------------------------------------------------------------------------------------
+
+CLIENT_KINDS = ("window", "department", "steward", "citizen")
+_CLIENT_PREFIX = {"window": "win", "department": "dept", "steward": "stw", "citizen": "cit"}
+
+
+def _check_public_key(pem: str) -> None:
+    try:
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise DataError("the public key is not a PEM-encoded public key") from None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return
+    raise DataError("client keys must be Ed25519 (EdDSA) or P-256 (ES256)")
+
+
+def add_client(
+    session: Session,
+    *,
+    kind: str,
+    name: str,
+    public_key_pem: str,
+    org: str | None = None,
+    region: str | None = None,
+    types: Sequence[str] = (),
+    subject_index: str | None = None,
+) -> Client:
+    """Register a client with its public key. Departments must name the material types they issue."""
+    if kind not in CLIENT_KINDS:
+        raise DataError(f"client kind must be one of {', '.join(CLIENT_KINDS)}")
+    _check_public_key(public_key_pem)
+    if kind == "department" and not types:
+        raise DataError("a department client must be bound to the material types it issues")
+    if kind == "citizen" and not subject_index:
+        raise DataError("a citizen client must be bound to its subject")
+    if types:
+        known = set(session.scalars(select(MaterialType.code).where(MaterialType.code.in_(list(types)))))
+        unknown = sorted(set(types) - known)
+        if unknown:
+            raise DataError(f"unknown material types: {', '.join(unknown)}")
+    client = Client(
+        id=f"{_CLIENT_PREFIX[kind]}-{secrets.token_hex(8)}",
+        kind=kind,
+        name=name,
+        public_key_pem=public_key_pem,
+        org=org,
+        region=region,
+        types=list(types),
+        subject_index=subject_index,
+        status="active",
+    )
+    session.add(client)
+    session.flush()
+    return client
+
+
+def get_client(session: Session, *, client_id: str) -> Client | None:
+    return session.get(Client, client_id)
+
+
+def list_clients(session: Session, *, kind: str | None = None) -> list[Client]:
+    statement = select(Client).order_by(Client.created_at, Client.id)
+    if kind is not None:
+        statement = statement.where(Client.kind == kind)
+    return list(session.scalars(statement))
+
+
+def disable_client(session: Session, *, client_id: str) -> Client:
+    client = session.get(Client, client_id)
+    if client is None:
+        raise NotFound("no such client", client_id=client_id)
+    client.status = "disabled"
+    session.flush()
+    return client
+
+
+# -- usage records (用证记录), hash-chained ------------------------------------------------------
+
+_HASHED_FIELDS = (
+    "seq",
+    "at",
+    "client_id",
+    "client_kind",
+    "window",
+    "action",
+    "case_ref",
+    "purpose",
+    "subject_index",
+    "material_ids",
+    "outcome",
+    "detail",
+    "prev_hash",
+)
+
+
+def _record_hash(values: dict[str, Any]) -> str:
+    document = {name: values[name] for name in _HASHED_FIELDS}
+    document["at"] = values["at"].astimezone(dt.UTC).isoformat(timespec="microseconds")
+    return hashlib.sha256(canonical_json(document)).hexdigest()
+
+
+def _lock_audit_chain(session: Session) -> None:
+    """Serialise appends: PostgreSQL takes a transaction advisory lock; SQLite's write lock suffices,
+    and the unique ``prev_hash`` refuses a fork whatever happens."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+
+
+def record_usage(
+    session: Session,
+    *,
+    client_id: str,
+    client_kind: str,
+    action: str,
+    outcome: str,
+    case_ref: str | None = None,
+    purpose: str | None = None,
+    window: str | None = None,
+    subject_index: str | None = None,
+    material_ids: Sequence[str] = (),
+    detail: dict[str, Any] | None = None,
+) -> UsageRecord:
+    """Append one usage record to the hash chain. Does not commit; the caller commits with the act."""
+    _lock_audit_chain(session)
+    head = session.get(AuditHead, 1, with_for_update=True)
+    prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    values: dict[str, Any] = {
+        "seq": prev_seq + 1,
+        "at": utcnow(),
+        "client_id": client_id,
+        "client_kind": client_kind,
+        "window": window,
+        "action": action,
+        "case_ref": case_ref,
+        "purpose": purpose,
+        "subject_index": subject_index,
+        "material_ids": list(material_ids),
+        "outcome": outcome,
+        "detail": detail,
+        "prev_hash": prev_hash,
+    }
+    values["hash"] = _record_hash(values)
+    record = UsageRecord(**values)
+    session.add(record)
+    if head is None:
+        session.add(AuditHead(id=1, seq=record.seq, hash=record.hash))
+    else:
+        head.seq, head.hash = record.seq, record.hash
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("another writer appended to the audit chain; retry") from None
+    return record
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str | None = None
+
+
+def _row_values(row: Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def verify_usage_chain(session: Session, *, batch_size: int = 5000) -> ChainReport:
+    """Recompute the chain: any edited, deleted, inserted or reordered record is found, and the first
+    bad one named."""
+    table = UsageRecord.__table__
+    expected_prev = GENESIS_HASH
+    expected_seq = 1
+    checked = 0
+    last_seq = 0
+    while True:
+        rows = session.execute(
+            select(table).where(table.c.seq > last_seq).order_by(table.c.seq).limit(batch_size)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            values = _row_values(row)
+            seq = values["seq"]
+            if values["prev_hash"] != expected_prev:
+                reason = (
+                    "a record before it was deleted or reordered"
+                    if seq != expected_seq
+                    else ("its link to the previous record is broken")
+                )
+                return ChainReport(False, checked, seq, reason)
+            if seq != expected_seq:
+                return ChainReport(False, checked, seq, "its sequence number was changed")
+            at = values["at"]
+            if at.tzinfo is None:
+                values["at"] = at.replace(tzinfo=dt.UTC)
+            if _record_hash(values) != values["hash"]:
+                return ChainReport(False, checked, seq, "its content was edited")
+            expected_prev = values["hash"]
+            expected_seq = seq + 1
+            checked += 1
+            last_seq = seq
+    head = session.get(AuditHead, 1)
+    if head is None:
+        if checked:
+            return ChainReport(False, checked, None, "the chain head is missing")
+        return ChainReport(True, 0)
+    if head.seq != checked or head.hash != expected_prev:
+        return ChainReport(False, checked, checked + 1, "the newest records were deleted")
+    return ChainReport(True, checked)
+
+
+def usage_for_subject(session: Session, *, subject_index: str, limit: int = 100) -> list[UsageRecord]:
+    """Who used this subject's data, newest first."""
+    statement = (
+        select(UsageRecord)
+        .where(UsageRecord.subject_index == subject_index)
+        .order_by(UsageRecord.seq.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(statement))

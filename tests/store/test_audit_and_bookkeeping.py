@@ -1,0 +1,216 @@
+"""The usage-record hash chain, quarantine, cursors, runs and clients."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from sqlalchemy import delete, select, update
+
+from materials_store.errors import Conflict, DataError
+from materials_store.models import AuditHead, UsageRecord
+from materials_store.store import (
+    QuarantineInput,
+    add_client,
+    close_quarantine_row,
+    count_quarantine,
+    disable_client,
+    finish_run,
+    get_cursor,
+    last_runs,
+    list_clients,
+    list_quarantine,
+    quarantine_raw,
+    quarantine_rows,
+    record_usage,
+    save_cursor,
+    start_run,
+    usage_for_subject,
+    verify_usage_chain,
+)
+from tests.store.conftest import Store
+
+
+def _chain(store: Store, n: int = 5) -> None:
+    with store.session() as session:
+        for i in range(n):
+            record_usage(
+                session,
+                client_id="win-1",
+                client_kind="window",
+                action="lookup",
+                outcome="ok",
+                case_ref=f"CASE-{i}",
+                purpose="新生儿入户",
+                subject_index=f"{i:064x}",
+                material_ids=[f"m{i}"],
+            )
+            session.commit()
+
+
+def test_untouched_chain_verifies(store: Store) -> None:
+    _chain(store)
+    with store.session() as session:
+        report = verify_usage_chain(session)
+    assert report.ok and report.checked == 5
+
+
+def test_edited_record_is_detected(store: Store) -> None:
+    _chain(store)
+    with store.session() as session:
+        session.execute(update(UsageRecord).where(UsageRecord.seq == 3).values(purpose="something else"))
+        session.commit()
+        report = verify_usage_chain(session)
+    assert not report.ok and report.first_bad_seq == 3 and "edited" in (report.reason or "")
+
+
+def test_deleted_record_is_detected(store: Store) -> None:
+    _chain(store)
+    with store.session() as session:
+        session.execute(delete(UsageRecord).where(UsageRecord.seq == 2))
+        session.commit()
+        report = verify_usage_chain(session)
+    assert not report.ok and report.first_bad_seq == 3
+
+
+def test_deleted_newest_record_is_detected(store: Store) -> None:
+    _chain(store)
+    with store.session() as session:
+        session.execute(delete(UsageRecord).where(UsageRecord.seq == 5))
+        session.commit()
+        report = verify_usage_chain(session)
+    assert not report.ok and "newest" in (report.reason or "")
+
+
+def test_reordered_records_are_detected(store: Store) -> None:
+    _chain(store)
+    with store.session() as session:
+        rows = {r.seq: r for r in session.scalars(select(UsageRecord).where(UsageRecord.seq.in_([2, 3])))}
+        fields = ("case_ref", "subject_index", "material_ids", "hash", "prev_hash", "at")
+        swapped = {seq: {f: getattr(rows[other], f) for f in fields} for seq, other in ((2, 3), (3, 2))}
+        # Swap through a temporary value: prev_hash and hash are unique.
+        session.execute(update(UsageRecord).where(UsageRecord.seq == 2).values(hash="t1", prev_hash="t2"))
+        session.execute(update(UsageRecord).where(UsageRecord.seq == 3).values(swapped[3]))
+        session.execute(update(UsageRecord).where(UsageRecord.seq == 2).values(swapped[2]))
+        session.commit()
+        report = verify_usage_chain(session)
+    assert not report.ok and report.first_bad_seq == 2
+
+
+def test_chain_cannot_fork(store: Store) -> None:
+    _chain(store, 2)
+    with store.session() as session:
+        head = session.get(AuditHead, 1)
+        assert head is not None
+        head.seq, head.hash = 1, session.scalar(select(UsageRecord.hash).where(UsageRecord.seq == 1)) or ""
+        session.commit()
+        # A writer that believes record 1 is the newest would claim the same predecessor as record 2.
+        with pytest.raises(Conflict):
+            record_usage(session, client_id="x", client_kind="window", action="lookup", outcome="ok")
+
+
+def test_usage_for_subject_newest_first(store: Store) -> None:
+    _chain(store, 3)
+    with store.session() as session:
+        rows = usage_for_subject(session, subject_index=f"{1:064x}")
+    assert [r.case_ref for r in rows] == ["CASE-1"]
+
+
+def test_quarantine_is_encrypted_deduplicated_and_closable(store: Store) -> None:
+    raw = {"record_id": "R1", "subject_id": "33010619900101001X", "name": "张三"}
+    rules = [{"rule": "valid_subject_id", "column": "subject_id", "message": "wrong check character"}]
+    with store.session() as session:
+        added = quarantine_rows(
+            session,
+            keyring=store.keyring,
+            source="police_id_card",
+            run_id="run-1",
+            rows=[QuarantineInput("R1", raw, rules)],
+        )
+        again = quarantine_rows(
+            session,
+            keyring=store.keyring,
+            source="police_id_card",
+            run_id="run-2",
+            rows=[QuarantineInput("R1", raw, rules)],
+        )
+        session.commit()
+        assert (added, again) == (1, 0)
+        [row] = list_quarantine(session, source="police_id_card")
+        assert row.rules == rules and quarantine_raw(store.keyring, row) == raw
+        assert b"33010619900101001X" not in row.raw_ciphertext
+        close_quarantine_row(session, row_id=row.id, status="discarded", resolution={"reason": "dup"})
+        session.commit()
+        assert count_quarantine(session, source="police_id_card") == 0
+        assert count_quarantine(session, source="police_id_card", status=None) == 1
+        with pytest.raises(Conflict):
+            close_quarantine_row(session, row_id=row.id, status="resolved", resolution={})
+
+
+def test_cursor_and_runs(store: Store) -> None:
+    with store.session() as session:
+        assert get_cursor(session, source="tax_certificates") is None
+        run = start_run(session, source="tax_certificates")
+        save_cursor(session, source="tax_certificates", cursor="2026-11-01T00:00:00Z|42", run_id=run.id)
+        session.rollback()  # not committed: the cursor did not move
+        assert get_cursor(session, source="tax_certificates") is None
+        save_cursor(session, source="tax_certificates", cursor="2026-11-01T00:00:00Z|42", run_id=run.id)
+        session.commit()
+        finish_run(session, run_id=run.id, state="success", extracted=10, loaded=8, quarantined=2)
+        assert get_cursor(session, source="tax_certificates") == "2026-11-01T00:00:00Z|42"
+        runs = last_runs(session)
+    assert runs["tax_certificates"].state == "success" and runs["tax_certificates"].loaded == 8
+
+
+def _pem(key: object) -> str:
+    return (
+        key.public_key()
+        .public_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        .decode()
+    )
+
+
+def test_clients_accept_ed25519_and_p256_only(store: Store) -> None:
+    with store.session() as session:
+        window = add_client(
+            session,
+            kind="window",
+            name="西湖区政务服务中心 3 号窗口",
+            public_key_pem=_pem(ed25519.Ed25519PrivateKey.generate()),
+            org="hz-xihu",
+            region="330106",
+        )
+        dept = add_client(
+            session,
+            kind="department",
+            name="税务局",
+            public_key_pem=_pem(ec.generate_private_key(ec.SECP256R1())),
+            types=["tax.payment_certificate"],
+        )
+        with pytest.raises(DataError, match="Ed25519"):
+            add_client(
+                session, kind="window", name="rsa", public_key_pem=_pem(rsa.generate_private_key(65537, 2048))
+            )
+        with pytest.raises(DataError, match="material types"):
+            add_client(
+                session,
+                kind="department",
+                name="x",
+                public_key_pem=_pem(ed25519.Ed25519PrivateKey.generate()),
+            )
+        with pytest.raises(DataError, match="unknown"):
+            add_client(
+                session,
+                kind="department",
+                name="x",
+                public_key_pem=_pem(ed25519.Ed25519PrivateKey.generate()),
+                types=["no.such_type"],
+            )
+        session.commit()
+        disable_client(session, client_id=window.id)
+        session.commit()
+        clients = {c.id: c for c in list_clients(session)}
+    assert window.id.startswith("win-") and dept.id.startswith("dept-")
+    assert clients[window.id].status == "disabled" and clients[dept.id].status == "active"
