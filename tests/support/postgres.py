@@ -51,7 +51,9 @@ def throwaway_postgres() -> Iterator[str]:
     run = {"check": True, "capture_output": True, "cwd": root}
     try:
         subprocess.run(
-            _as_server_user([initdb, "-D", str(data), "-U", "onecert", "-A", "trust", "-E", "UTF8", "--no-sync"]),
+            _as_server_user(
+                [initdb, "-D", str(data), "-U", "onecert", "-A", "trust", "-E", "UTF8", "--no-sync"]
+            ),
             **run,  # type: ignore[arg-type]
         )
         options = f"-h 127.0.0.1 -p {port} -k {sockets} -F -c fsync=off -c full_page_writes=off"
@@ -62,7 +64,9 @@ def throwaway_postgres() -> Iterator[str]:
         try:
             import psycopg
 
-            with psycopg.connect(f"host=127.0.0.1 port={port} user=onecert dbname=postgres", autocommit=True) as c:
+            with psycopg.connect(
+                f"host=127.0.0.1 port={port} user=onecert dbname=postgres", autocommit=True
+            ) as c:
                 c.execute("CREATE DATABASE onecert")
             yield f"postgresql+psycopg://onecert@127.0.0.1:{port}/onecert"
         finally:
