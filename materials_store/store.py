@@ -43,6 +43,7 @@ from materials_store.models import (
 #: Rows per IN (...) query; well under SQLite's and PostgreSQL's parameter limits.
 IN_CHUNK = 2000
 GENESIS_HASH = "0" * 64
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def _chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
@@ -59,17 +60,38 @@ def _jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
         return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        return str(value)  # JSON numbers are IEEE doubles (RFC 8785): larger integers would lose digits
     return value
 
 
+def _plain(value: Any) -> bool:
+    """True when RFC 8785 and sorted compact ``json.dumps`` agree byte for byte on ``value``: no floats
+    (number formatting differs) and only ASCII keys (RFC 8785 sorts keys by UTF-16 code units)."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return False
+
+
 def canonical_json(payload: Any) -> bytes:
-    """RFC 8785 canonical JSON; dates become ISO strings and decimals strings first."""
-    try:
-        return rfc8785.dumps(payload)
-    except (TypeError, rfc8785.CanonicalizationError):
-        return rfc8785.dumps(_jsonable(payload))
+    """RFC 8785 (JCS) canonical JSON; dates become ISO strings and decimals strings first.
+
+    Payloads without floats take a fast path through the C JSON encoder, whose output is then identical
+    to RFC 8785 (a property test checks this); anything else goes through the ``rfc8785`` package.
+    """
+    if not _plain(payload):
+        payload = _jsonable(payload)
+        if not _plain(payload):
+            return rfc8785.dumps(payload)
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def today() -> dt.date:
@@ -165,6 +187,12 @@ def find_subject(session: Session, *, keyring: Keyring, identifier: Identifier) 
     """The subject for ``identifier``, or None. Looks up by blind index only."""
     index = keyring.blind_index(identifier.value)
     return session.scalars(select(Subject).where(Subject.blind_index == index)).one_or_none()
+
+
+def find_subject_id(session: Session, *, keyring: Keyring, identifier: Identifier) -> int | None:
+    """The subject's id, or None: the hot-path variant of :func:`find_subject` (no ORM object)."""
+    index = keyring.blind_index(identifier.value)
+    return session.execute(select(Subject.id).where(Subject.blind_index == index)).scalar_one_or_none()
 
 
 def subject_identifier(keyring: Keyring, subject: Subject) -> str:
@@ -405,7 +433,7 @@ def upsert_materials(
     if superseded:
         _mark_superseded(session, superseded, now)
     if inserts:
-        session.execute(insert(Material), inserts)
+        session.connection().execute(insert(Material.__table__), inserts)
     return result
 
 
@@ -426,17 +454,55 @@ def _mark_superseded(session: Session, pairs: list[dict[str, Any]], now: dt.date
     session.connection().execute(statement, pairs)
 
 
+@dataclass(frozen=True, slots=True)
+class MaterialView:
+    """A material's metadata, without its payload: what a lookup lists. Read the payload by id."""
+
+    id: str
+    subject_id: int
+    type_code: str
+    issuer: str
+    source: str
+    source_record_id: str
+    version: int
+    issued_at: dt.date
+    valid_until: dt.date | None
+    status: str
+    payload_sha256: str
+    created_at: dt.datetime
+
+
+_VIEW_COLUMNS = tuple(getattr(Material.__table__.c, name) for name in MaterialView.__slots__)
+
+
 def latest_materials(
-    session: Session, *, subject_id: int, types: Collection[str] | None = None
-) -> list[Material]:
-    """The subject's valid materials (the newest version of each record), optionally only some types."""
-    statement = select(Material).where(Material.subject_id == subject_id, Material.status == "valid")
+    session: Session,
+    *,
+    subject_id: int | None = None,
+    blind_index: str | None = None,
+    types: Collection[str] | None = None,
+) -> list[MaterialView]:
+    """The subject's valid materials (the newest version of each record), optionally only some types.
+
+    Give the subject's id, or its blind index (one joined query: the lookup hot path).
+    """
+    if (subject_id is None) == (blind_index is None):
+        raise TypeError("give exactly one of subject_id and blind_index")
+    table = Material.__table__
+    statement = select(*_VIEW_COLUMNS).where(table.c.status == "valid")
+    if subject_id is not None:
+        statement = statement.where(table.c.subject_id == subject_id)
+    else:
+        subjects = Subject.__table__
+        statement = statement.join(subjects, subjects.c.id == table.c.subject_id).where(
+            subjects.c.blind_index == blind_index
+        )
     if types is not None:
         if not types:
             return []
-        statement = statement.where(Material.type_code.in_(list(types)))
-    statement = statement.order_by(Material.type_code, Material.issued_at.desc(), Material.id)
-    return list(session.scalars(statement))
+        statement = statement.where(table.c.type_code.in_(list(types)))
+    statement = statement.order_by(table.c.type_code, table.c.issued_at.desc(), table.c.id)
+    return [MaterialView(*row) for row in session.execute(statement)]
 
 
 def materials_of_subject(session: Session, *, subject_id: int) -> list[Material]:

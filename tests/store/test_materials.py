@@ -209,3 +209,18 @@ def test_payload_ciphertext_is_bound_to_its_row(store: Store) -> None:
         second.payload_ciphertext = first.payload_ciphertext  # a copied ciphertext must not decrypt
         with pytest.raises(Exception, match=r"InvalidTag|^$"):
             decrypt_payload(store.keyring, second)
+
+
+def test_latest_materials_by_blind_index_matches_by_subject_id(store: Store) -> None:
+    with store.session() as session:
+        upsert_materials(session, keyring=store.keyring, items=[hukou(21), hukou(22)], source="police_hukou")
+        session.commit()
+        subject = find_subject(session, keyring=store.keyring, identifier=person(21))
+        assert subject is not None
+        by_id = latest_materials(session, subject_id=subject.id)
+        by_index = latest_materials(session, blind_index=store.keyring.blind_index(person(21).value))
+        assert by_id == by_index
+        assert len(by_id) == 1
+        assert by_id[0].created_at.tzinfo is not None
+        with pytest.raises(TypeError):
+            latest_materials(session)

@@ -1,0 +1,24 @@
+"""``onecert bench``: benchmarks that print figures and ratios."""
+
+from __future__ import annotations
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks: figures and ratios against a baseline measured in the same run.")
+
+
+@bench_app.command("store")
+def store(
+    rows: int = typer.Option(100_000, "--rows", min=1000, help="Materials to load."),
+    batch: int = typer.Option(5000, "--batch", min=100, help="Rows per upsert batch."),
+    lookups: int = typer.Option(2000, "--lookups", min=100, help="Lookups of random subjects to time."),
+    database_url: str | None = typer.Option(None, "--database-url", help="Benchmark this database instead."),
+) -> None:
+    """Batch upsert rows/s against raw executemany of the same rows, and lookup p50/p99."""
+    from hub.bench.store import print_store_bench, run_store_bench
+
+    print_store_bench(run_store_bench(rows=rows, batch=batch, lookups=lookups, database_url=database_url))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
