@@ -200,7 +200,13 @@ def parse_identifier(raw: str, *, today: dt.date | None = None) -> Identifier:
     """
     value = normalise_text(raw)
     if len(value) == 18 and _illegal_position(value[:17]) is not None:
-        return parse_credit_code(value)
+        try:
+            return parse_credit_code(value)
+        except InvalidIdentifier:
+            # A letter inside what starts like an ID number (a real division code) is a mistyped ID.
+            if value[:6].isdigit() and _region_known(value[:6]):
+                return parse_person_id(value, today=today)
+            raise
     try:
         return parse_person_id(value, today=today)
     except InvalidIdentifier:
