@@ -282,7 +282,7 @@ def write_rest(directory: Path, source: str, rows: Iterator[tuple[str, dict[str,
     count = 0
     batch: list[tuple[str, str, str, str]] = []
     for updated_at, row in rows:
-        body = _to_system_fields(source, row)
+        body = _to_system_fields(source, {**row, "updated_at": updated_at})
         batch.append((dataset, row["record_id"], updated_at, json.dumps(body, ensure_ascii=False)))
         count += 1
         if len(batch) >= 20_000:
