@@ -34,6 +34,10 @@ SQL_SYSTEMS = ("market", "civil", "natres")
 FILE_SOURCES = ("hrss_social_insurance", "medins_enrolments")
 
 
+#: Servers this process started, kept so they are reaped (not garbage-collected) when stopped.
+_PROCESSES: dict[int, subprocess.Popen[bytes]] = {}
+
+
 def state_path(home: Path) -> Path:
     return sandbox_dir(home) / "state.json"
 
@@ -83,6 +87,8 @@ def _start(home: Path, system: str, entry: dict[str, Any]) -> None:
         stdout=log, stderr=log, start_new_session=True,
     )  # fmt: skip
     entry["pid"] = process.pid
+    _PROCESSES[process.pid] = process
+    log.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -95,7 +101,9 @@ def _start(home: Path, system: str, entry: dict[str, Any]) -> None:
     raise ConfigurationError(f"sandbox system {system} did not start; see {directory / f'{system}.log'}")
 
 
-def up(home: Path, *, size: int = 2000, seed: int = 42, defect_rate: float = 0.02, regenerate: bool = False) -> dict[str, Any]:
+def up(
+    home: Path, *, size: int = 2000, seed: int = 42, defect_rate: float = 0.02, regenerate: bool = False
+) -> dict[str, Any]:
     """Generate the data (unless the same size and seed exist) and start the REST systems."""
     directory = sandbox_dir(home)
     state: dict[str, Any] = {}
@@ -137,6 +145,9 @@ def _stop(entry: dict[str, Any]) -> None:
             time.sleep(0.05)
         if _alive(pid):
             os.killpg(pid, signal.SIGKILL)
+    process = _PROCESSES.pop(pid, None) if pid else None
+    if process is not None:
+        process.wait(timeout=10)
     entry["pid"] = None
 
 
@@ -175,11 +186,15 @@ def fault(home: Path, system: str, mode: str, *, times: int | None = None, delay
         if mode != "down":
             headers = {"Authorization": f"Bearer {entry['api_key']}", "X-API-Key": entry["api_key"]}
             payload = {"mode": mode, "times": times, "delay": delay}
-            httpx.post(f"{entry['url']}/_sandbox/fault", json=payload, headers=headers, timeout=5).raise_for_status()
+            httpx.post(
+                f"{entry['url']}/_sandbox/fault", json=payload, headers=headers, timeout=5
+            ).raise_for_status()
     elif system in SQL_SYSTEMS or system in FILE_SOURCES or system in ("hrss", "medins"):
         target = Path(state["sql"][system].removeprefix("sqlite:///")) if system in SQL_SYSTEMS else None
         if target is None:
-            source = system if system in FILE_SOURCES else next(s for s in FILE_SOURCES if s.startswith(system))
+            source = (
+                system if system in FILE_SOURCES else next(s for s in FILE_SOURCES if s.startswith(system))
+            )
             target = Path(state["drops"][source])
         hidden = target.with_name(target.name + ".down")
         if mode == "down" and target.exists():
@@ -245,7 +260,8 @@ def advance(home: Path, *, updates: int = 10, new: int = 10) -> dict[str, int]:
                 count += 1
             columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})") if c[1] != "row_id"]
             for offset, row_id in enumerate(ids[updates : updates + new]):
-                values = db.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE row_id = ?", (row_id,)).fetchone()  # noqa: S608
+                query = f"SELECT {', '.join(columns)} FROM {table} WHERE row_id = ?"  # noqa: S608
+                values = db.execute(query, (row_id,)).fetchone()
                 record = dict(zip(columns, values, strict=True))
                 record["record_id"] = f"{record['record_id']}N{stamp:%H%M%S}"
                 record["updated_at"] = (stamp + dt.timedelta(seconds=updates + offset)).isoformat()
@@ -262,7 +278,9 @@ def advance(home: Path, *, updates: int = 10, new: int = 10) -> dict[str, int]:
     return touched
 
 
-def _advance_files(home: Path, source: str, defective: set[str], stamp: dt.datetime, updates: int, new: int) -> int:
+def _advance_files(
+    home: Path, source: str, defective: set[str], stamp: dt.datetime, updates: int, new: int
+) -> int:
     """A new export file with changed and new rows, built from the archived or inbox exports."""
     import csv
 

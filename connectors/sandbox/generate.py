@@ -28,7 +28,13 @@ from openpyxl import Workbook
 
 from connectors.sandbox.population import CHINA, Population, build_population
 
-DEFECT_KINDS = ("bad_check_character", "missing_required", "impossible_date", "duplicate_record", "name_mismatch")
+DEFECT_KINDS = (
+    "bad_check_character",
+    "missing_required",
+    "impossible_date",
+    "duplicate_record",
+    "name_mismatch",
+)
 QUARANTINED_KINDS = DEFECT_KINDS[:4]
 #: Sources whose default defect rate is far above the 5% quarantine threshold (a red run for stewards).
 NOISY_SOURCES = {"medins_enrolments": 0.12}
@@ -80,7 +86,9 @@ def _id_cards(p: Population, rng: random.Random) -> Iterator[dict[str, Any]]:
         issued += dt.timedelta(days=rng.randrange(3000))
         issued = min(issued, dt.date(2026, 9, 1))
         years = 10 if (issued - person.birth_date).days < 365 * 26 else 20
-        until = None if (issued - person.birth_date).days > 365 * 46 else issued.replace(year=issued.year + years)
+        until = (
+            None if (issued - person.birth_date).days > 365 * 46 else issued.replace(year=issued.year + years)
+        )
         yield {
             "record_id": f"SFZ{i:09d}", "subject_id": person.id, "issued_at": _iso(issued),
             "valid_until": _iso(until), "name": person.name, "sex": person.sex,
@@ -211,7 +219,9 @@ BUILDERS: dict[str, Callable[[Population, random.Random], Iterator[dict[str, Any
 
 def break_check_character(value: str) -> str:
     """Replace the check character by another legal character, so only the checksum is wrong."""
-    options = "0123456789X" if len(value) == 18 and value[:17].isdigit() else "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    options = (
+        "0123456789X" if len(value) == 18 and value[:17].isdigit() else "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    )
     return value[:-1] + next(c for c in options if c != value[-1])
 
 
@@ -286,10 +296,14 @@ def write_rest(directory: Path, source: str, rows: Iterator[tuple[str, dict[str,
         batch.append((dataset, row["record_id"], updated_at, json.dumps(body, ensure_ascii=False)))
         count += 1
         if len(batch) >= 20_000:
-            connection.executemany("INSERT INTO records (dataset, record_id, updated_at, body) VALUES (?,?,?,?)", batch)
+            connection.executemany(
+                "INSERT INTO records (dataset, record_id, updated_at, body) VALUES (?,?,?,?)", batch
+            )
             batch.clear()
     if batch:
-        connection.executemany("INSERT INTO records (dataset, record_id, updated_at, body) VALUES (?,?,?,?)", batch)
+        connection.executemany(
+            "INSERT INTO records (dataset, record_id, updated_at, body) VALUES (?,?,?,?)", batch
+        )
     connection.commit()
     connection.close()
     return count
@@ -306,7 +320,10 @@ def write_sql(directory: Path, source: str, rows: Iterator[tuple[str, dict[str, 
     columns = sql_columns(source)
     connection = sqlite3.connect(directory / f"{system}.db")
     connection.execute("PRAGMA journal_mode=WAL")
-    declared = ", ".join(f"{name} {'REAL' if name in ('amount', 'registered_capital', 'area_m2') else 'TEXT'}" for name in columns)
+    declared = ", ".join(
+        f"{name} {'REAL' if name in ('amount', 'registered_capital', 'area_m2') else 'TEXT'}"
+        for name in columns
+    )
     connection.execute(f"CREATE TABLE IF NOT EXISTS {table} (row_id INTEGER PRIMARY KEY, {declared})")
     connection.execute(f"CREATE INDEX IF NOT EXISTS ix_{table}_updated ON {table} (updated_at, row_id)")
     placeholders = ", ".join("?" for _ in columns)
@@ -358,7 +375,9 @@ def _split_point(rows: list[list[Any]], cursor_column: int) -> int:
     return point
 
 
-def write_files(home: Path, source: str, rows: Iterator[tuple[str, dict[str, Any]]], *, prefix: str = "export") -> int:
+def write_files(
+    home: Path, source: str, rows: Iterator[tuple[str, dict[str, Any]]], *, prefix: str = "export"
+) -> int:
     """CSV files of up to FILE_CHUNK_ROWS rows (GBK for hrss, as its contract declares); the second half of
     the last chunk is an XLSX file, so every drop has both formats."""
     from contracts import load_contract

@@ -126,7 +126,9 @@ def build_population(size: int, seed: int) -> Population:
                 if candidate not in used:
                     used.add(candidate)
                     break
-            population.persons.append(Person(candidate, name, sex, birth, region, address, household, relation))
+            population.persons.append(
+                Person(candidate, name, sex, birth, region, address, household, relation)
+            )
             index += 1
         if members >= 2:
             head, spouse = index - members, index - members + 1

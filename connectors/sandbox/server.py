@@ -69,7 +69,9 @@ class Store:
             self.local.connection = connection
         return connection
 
-    def page_after(self, dataset: str, since: str | None, after: tuple[str, int] | None, limit: int) -> list[Any]:
+    def page_after(
+        self, dataset: str, since: str | None, after: tuple[str, int] | None, limit: int
+    ) -> list[Any]:
         """Up to ``limit`` rows after the position, extended so no run of equal ``updated_at`` is split."""
         db = self.connection()
         where, params = ["dataset = ?"], [dataset]
@@ -170,7 +172,11 @@ def build_app(system: str, database: Path, api_key: str) -> Starlette:
         except (ValueError, UnicodeDecodeError):
             return JSONResponse({"error": "bad cursor"}, status_code=400)
         rows, more = await asyncio.to_thread(
-            store.page_after, dataset, request.query_params.get("updated_since"), after, limit_of(request, "limit", 1000)
+            store.page_after,
+            dataset,
+            request.query_params.get("updated_since"),
+            after,
+            limit_of(request, "limit", 1000),
         )
         next_cursor = json.dumps(_encode_cursor(rows[-1][1], rows[-1][0])) if more and rows else "null"
         body = '{"items":[' + ",".join(row[2] for row in rows) + '],"next_cursor":' + next_cursor + "}"

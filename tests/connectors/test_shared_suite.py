@@ -1,0 +1,153 @@
+"""The shared connector suite: every connector in the registry passes it against its sandbox system."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+import connectors.pipeline as pipeline
+from connectors.pipeline import run_sync
+from connectors.registry import source_names
+from connectors.sandbox import control
+from connectors.sandbox.generate import QUARANTINED_KINDS, SOURCES, drop_inbox, load_manifest, sandbox_dir
+from materials_store.models import Material, QuarantineRow, SyncRun
+from materials_store.runtime import StoreHandle
+from materials_store.store import get_cursor
+
+SOURCES_UNDER_TEST = source_names()
+REST_SOURCES = [s for s in SOURCES_UNDER_TEST if SOURCES[s][1] == "rest"]
+
+
+def _counts(store: StoreHandle, source: str) -> tuple[set[str], set[str], int]:
+    with store.sessions() as session:
+        loaded = set(session.scalars(select(Material.source_record_id).where(Material.source == source)))
+        quarantined = set(
+            session.scalars(select(QuarantineRow.source_record_id).where(QuarantineRow.source == source))
+        )
+        versions = int(
+            session.scalar(select(func.count()).select_from(Material).where(Material.source == source)) or 0
+        )
+    return loaded, quarantined, versions
+
+
+def _expected(home: Path, source: str) -> tuple[set[str], int]:
+    info = load_manifest(home)["sources"][source]
+    bad = {rid for kind in QUARANTINED_KINDS for rid in info["defects"][kind]}
+    return bad, info["records"] - len(bad)
+
+
+@pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
+def test_full_sync_then_incremental_resume(source: str, sandbox: Path, store: StoreHandle) -> None:
+    first = run_sync(source, handle=store, batch_rows=50)
+    assert first.state == "success", first.error
+    bad, good = _expected(sandbox, source)
+    loaded, quarantined, _ = _counts(store, source)
+    assert quarantined == bad  # every defective row is in quarantine, nothing else is
+    assert len(loaded) == good and not (loaded & bad)  # every good row is in the store
+    assert first.extracted == first.loaded + first.unchanged + first.quarantined
+
+    again = run_sync(source, handle=store, batch_rows=50)
+    assert (again.state, again.extracted, again.loaded) == ("success", 0, 0)
+
+    control.advance(sandbox, updates=4, new=3)
+    resumed = run_sync(source, handle=store, batch_rows=50)
+    assert resumed.state == "success", resumed.error
+    assert (resumed.extracted, resumed.loaded, resumed.new_versions) == (7, 7, 4)
+    loaded_after, _, versions = _counts(store, source)
+    assert len(loaded_after) == good + 3
+    assert versions == good + 3 + 4
+
+
+@pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
+def test_crash_mid_batch_loses_and_doubles_nothing(
+    source: str, sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = {"n": 0}
+    real = pipeline.save_cursor
+
+    def crash_on_second_batch(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("power cut between load and cursor")
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    # Small pages, so even the smallest source has a second batch to crash in.
+    monkeypatch.setenv(f"ONECERT_SOURCE_{source.upper()}_PAGE_SIZE", "5")
+    monkeypatch.setattr(pipeline, "save_cursor", crash_on_second_batch)
+    crashed = run_sync(source, handle=store, batch_rows=5)
+    assert crashed.state == "failed"
+    with store.sessions() as session:
+        cursor_after_crash = get_cursor(session, source=source)
+    monkeypatch.setattr(pipeline, "save_cursor", real)
+    finished = run_sync(source, handle=store, batch_rows=5)
+    assert finished.state == "success", finished.error
+    bad, good = _expected(sandbox, source)
+    loaded, quarantined, versions = _counts(store, source)
+    assert (len(loaded), versions, quarantined) == (good, good, bad)
+    if SOURCES[source][1] != "file":
+        assert cursor_after_crash is not None  # the first batch had committed its cursor
+
+
+def _take_down(home: Path, source: str) -> None:
+    system = SOURCES[source][0]
+    control.fault(home, source if SOURCES[source][1] == "file" else system, "down")
+
+
+def _bring_up(home: Path, source: str) -> None:
+    system = SOURCES[source][0]
+    control.fault(home, source if SOURCES[source][1] == "file" else system, "none")
+
+
+@pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
+def test_a_source_that_is_down_fails_the_run_and_moves_no_cursor(
+    source: str, sandbox: Path, store: StoreHandle
+) -> None:
+    _take_down(sandbox, source)
+    report = run_sync(source, handle=store)
+    assert report.state == "failed"
+    assert report.error
+    with store.sessions() as session:
+        assert get_cursor(session, source=source) is None
+        run = session.get(SyncRun, report.run_id)
+        assert run is not None and run.state == "failed"
+    assert _counts(store, source)[2] == 0
+    _bring_up(sandbox, source)
+    assert run_sync(source, handle=store).state == "success"
+
+
+@pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
+def test_an_empty_source(source: str, sandbox: Path, store: StoreHandle) -> None:
+    system, transport, table, _f, _n = SOURCES[source]
+    if transport == "file":
+        for path in drop_inbox(sandbox, source).iterdir():
+            path.unlink()
+    else:
+        db = sqlite3.connect(sandbox_dir(sandbox) / f"{system}.db")
+        if transport == "rest":
+            db.execute("DELETE FROM records WHERE dataset = ?", (table,))
+        else:
+            db.execute(f"DELETE FROM {table}")  # noqa: S608
+        db.commit()
+        db.close()
+    report = run_sync(source, handle=store)
+    assert (report.state, report.extracted, report.loaded) == ("success", 0, 0)
+
+
+@pytest.mark.parametrize("mode", ["error500", "timeout", "drop", "rate_limit"])
+@pytest.mark.parametrize("source", REST_SOURCES)
+def test_rest_faults_are_retried(source: str, mode: str, sandbox: Path, store: StoreHandle) -> None:
+    control.fault(sandbox, SOURCES[source][0], mode, times=2, delay=3)
+    report = run_sync(source, handle=store, batch_rows=50)
+    assert report.state == "success", report.error
+    _bad, good = _expected(sandbox, source)
+    assert len(_counts(store, source)[0]) == good
+
+
+def test_retries_give_up_and_fail_the_run(sandbox: Path, store: StoreHandle) -> None:
+    control.fault(sandbox, "police", "error500")  # every request, for good
+    report = run_sync("police_id_card", handle=store)
+    assert report.state == "failed"
+    assert "server error 500" in (report.error or "")
