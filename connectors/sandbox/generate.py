@@ -73,6 +73,14 @@ def sandbox_dir(home: Path) -> Path:
     return home / "sandbox"
 
 
+def _add_years(day: dt.date, years: int) -> dt.date:
+    """Same day ``years`` later; 29 February becomes 28 February in a common year."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
 def _iso(day: dt.date | None) -> str | None:
     return day.isoformat() if day else None
 
@@ -87,7 +95,7 @@ def _id_cards(p: Population, rng: random.Random) -> Iterator[dict[str, Any]]:
         issued = min(issued, dt.date(2026, 9, 1))
         years = 10 if (issued - person.birth_date).days < 365 * 26 else 20
         until = (
-            None if (issued - person.birth_date).days > 365 * 46 else issued.replace(year=issued.year + years)
+            None if (issued - person.birth_date).days > 365 * 46 else _add_years(issued, years)
         )
         yield {
             "record_id": f"SFZ{i:09d}", "subject_id": person.id, "issued_at": _iso(issued),
