@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	else \
 		$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'; \
 	fi
+	@# Precompile bytecode once: with PYTHONDONTWRITEBYTECODE set, every process would otherwise
+	@# recompile Airflow and Great Expectations from source (seconds per command).
+	@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 	@touch $@
 
 install: $(STAMP)

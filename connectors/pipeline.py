@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,7 @@ from connectors.config import source_config
 from connectors.registry import get_connector
 from contracts import Contract, load_contract
 from materials_store.errors import OneCertError
-from materials_store.identity import IdentifierKind, InvalidIdentifier, parse_identifier
+from materials_store.identity import Identifier, IdentifierKind, InvalidIdentifier, parse_identifier
 from materials_store.models import SyncState
 from materials_store.runtime import StoreHandle
 from materials_store.store import (
@@ -77,13 +79,15 @@ def committed_state(handle: StoreHandle, source: str) -> dict[str, str]:
         return {stream: cursor for stream, cursor in rows}
 
 
-def _normalise_subjects(contract: Contract, values: pd.Series) -> tuple[list[str | None], list[str | None]]:
-    """Normalised IDs (or None) and reasons, computed once per distinct value."""
-    cache: dict[Any, tuple[str | None, str | None]] = {}
+def _normalise_subjects(
+    contract: Contract, values: pd.Series
+) -> tuple[list[Identifier | None], list[str | None]]:
+    """Parsed identifiers (or None) and reasons, computed once per distinct value."""
+    cache: dict[Any, tuple[Identifier | None, str | None]] = {}
     expected = {"person": {IdentifierKind.PERSON}, "organisation": {IdentifierKind.ORGANISATION}}.get(
         contract.subject_kind, {IdentifierKind.PERSON, IdentifierKind.ORGANISATION}
     )
-    normalised: list[str | None] = []
+    normalised: list[Identifier | None] = []
     reasons: list[str | None] = []
     for value in values.tolist():
         result = cache.get(value)
@@ -93,7 +97,7 @@ def _normalise_subjects(contract: Contract, values: pd.Series) -> tuple[list[str
             else:
                 try:
                     identifier = parse_identifier(str(value))
-                    result = (identifier.value, None) if identifier.kind in expected else (None, "wrong_kind")
+                    result = (identifier, None) if identifier.kind in expected else (None, "wrong_kind")
                 except InvalidIdentifier as error:
                     result = (None, error.reason.value)
             cache[value] = result
@@ -130,11 +134,11 @@ def process_batch(
     subject_field = contract.subject_field
     if subject_field not in frame:
         frame[subject_field] = None
-    normalised, reasons = _normalise_subjects(contract, frame[subject_field])
-    frame[SUBJECT_VALID] = [value is not None for value in normalised]
+    identifiers, reasons = _normalise_subjects(contract, frame[subject_field])
+    frame[SUBJECT_VALID] = [value is not None for value in identifiers]
     frame[SUBJECT_REASON] = reasons
     frame[subject_field] = [
-        n if n is not None else raw for n, raw in zip(normalised, frame[subject_field], strict=True)
+        i.value if i is not None else raw for i, raw in zip(identifiers, frame[subject_field], strict=True)
     ]
     validation = validate_batch(contract, frame) if len(frame) else None
 
@@ -152,7 +156,9 @@ def process_batch(
             quarantined_ids.append(str(record_id))
             continue
         payload = {name: _clean(row.get(name)) for name in field_names}
-        payload[subject_field] = normalised[position]
+        identifier = identifiers[position]
+        assert identifier is not None  # rows with invalid IDs are quarantined above
+        payload[subject_field] = identifier.value
         issued = _date(payload["issued_at"])
         assert issued is not None  # required by every contract, so validated
         until = _date(payload.get("valid_until"))
@@ -161,7 +167,7 @@ def process_batch(
         materials.append(
             MaterialInput(
                 type_code=spec.code,
-                subject=parse_identifier(str(normalised[position])),
+                subject=identifier,
                 source_record_id=str(payload[contract.primary_key]),
                 issued_at=issued,
                 valid_until=until,
@@ -202,6 +208,45 @@ def _batches(pages: Iterator[Page], batch_rows: int) -> Iterator[Page]:
         yield pending
 
 
+_DONE = object()
+
+
+def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
+    """Read the next pages in a background thread while the current batch is validated and loaded.
+    An error in the reader is raised here, in the consumer, in order."""
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        slots.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            slots.put(error)
+
+    thread = threading.Thread(target=reader, name="onecert-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def _safe_error(error: BaseException) -> str:
     """An error text fit for the run log: our errors never carry IDs; others are named by type only."""
     if isinstance(error, OneCertError):
@@ -233,7 +278,7 @@ def run_sync(
     try:
         connector = connector_class(source_config(handle.settings, source))
         state = committed_state(handle, source)
-        for batch in _batches(connector.pages(state), batch_rows):
+        for batch in _batches(prefetch(connector.pages(state)), batch_rows):
             outcome = process_batch(
                 handle,
                 contract=contract,

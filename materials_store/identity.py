@@ -12,6 +12,7 @@ import datetime as dt
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
@@ -88,6 +89,7 @@ def _today() -> dt.date:
     return dt.datetime.now(CHINA_TZ).date()
 
 
+@lru_cache(maxsize=8192)
 def _region_known(code: str) -> bool:
     """True when ``code`` is a GB/T 2260 division code (province, city or county), current or historical."""
     results = numdb.get("cn/loc").info(code)

@@ -94,9 +94,7 @@ def _id_cards(p: Population, rng: random.Random) -> Iterator[dict[str, Any]]:
         issued += dt.timedelta(days=rng.randrange(3000))
         issued = min(issued, dt.date(2026, 9, 1))
         years = 10 if (issued - person.birth_date).days < 365 * 26 else 20
-        until = (
-            None if (issued - person.birth_date).days > 365 * 46 else _add_years(issued, years)
-        )
+        until = None if (issued - person.birth_date).days > 365 * 46 else _add_years(issued, years)
         yield {
             "record_id": f"SFZ{i:09d}", "subject_id": person.id, "issued_at": _iso(issued),
             "valid_until": _iso(until), "name": person.name, "sex": person.sex,

@@ -20,5 +20,18 @@ def store(
     print_store_bench(run_store_bench(rows=rows, batch=batch, lookups=lookups, database_url=database_url))
 
 
+@bench_app.command("ingest")
+def ingest(
+    rows: int = typer.Option(100_000, "--rows", min=1000, help="Persons (≈ records) in the police sandbox."),
+    batch: int = typer.Option(20_000, "--batch", min=100, help="Rows per validate-and-load batch."),
+    page: int = typer.Option(5000, "--page", min=100, help="Rows per REST page."),
+) -> None:
+    """Records/s of a validated sync from the sandbox REST source, peak memory, and the ratio to the
+    store's raw batch insert of the same rows."""
+    from hub.bench.ingest import print_ingest_bench, run_ingest_bench
+
+    print_ingest_bench(run_ingest_bench(rows=rows, batch=batch, page=page))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

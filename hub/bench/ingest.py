@@ -1,0 +1,89 @@
+"""``onecert bench ingest``: a sync of the sandbox police REST source into a fresh store, with validation."""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from connectors.pipeline import run_sync
+from connectors.sandbox import control
+from hub.bench.store import _raw_insert, _raw_tables
+from materials_store.models import Material
+from materials_store.runtime import open_store
+from materials_store.settings import Settings
+
+SOURCE = "police_id_card"
+
+
+@dataclass(frozen=True)
+class IngestBenchResult:
+    rows: int
+    loaded: int
+    quarantined: int
+    seconds: float
+    raw_seconds: float
+    peak_rss_mib: float
+    server_peak_rss_mib: float
+
+    @property
+    def records_per_second(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def raw_rows_per_second(self) -> float:
+        return self.loaded / self.raw_seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.records_per_second / self.raw_rows_per_second
+
+
+def run_ingest_bench(
+    *, rows: int, batch: int = 20_000, page: int = 5000, home: Path | None = None
+) -> IngestBenchResult:
+    """Generate ``rows`` persons in the sandbox, sync police_id_card end to end, then time the store's raw
+    batch insert of the same materials on the same engine."""
+    home = home or Path(tempfile.mkdtemp(prefix="onecert-bench-ingest-"))
+    os.environ[f"ONECERT_SOURCE_{SOURCE.upper()}_PAGE_SIZE"] = str(page)
+    settings = Settings(home=home, dev=True)
+    control.up(home, size=rows, seed=1)
+    try:
+        handle = open_store(settings)
+        start = time.perf_counter()
+        report = run_sync(SOURCE, handle=handle, batch_rows=batch)
+        seconds = time.perf_counter() - start
+        if report.state != "success":
+            raise RuntimeError(f"the benchmark sync failed: {report.error}")
+        _, raw_materials = _raw_tables(handle.engine)
+        raw_seconds = _raw_insert(handle.sessions, Material.__table__, raw_materials, batch)
+    finally:
+        control.down(home)
+    self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return IngestBenchResult(
+        report.extracted, report.loaded, report.quarantined, seconds, raw_seconds, self_peak, children_peak
+    )
+
+
+def print_ingest_bench(result: IngestBenchResult, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"bench ingest · {result.rows:,} records from the police REST sandbox")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row(
+        "end to end (fetch, map, IDs, GX, load)", f"{result.records_per_second:,.0f} records/s", ">= 30,000"
+    )
+    table.add_row("loaded / quarantined", f"{result.loaded:,} / {result.quarantined:,}", "")
+    table.add_row("store raw batch insert, same rows", f"{result.raw_rows_per_second:,.0f} rows/s", "")
+    table.add_row("ratio ingest / raw insert", f"{result.ratio:.2f}", "")
+    table.add_row("peak memory, hub process", f"{result.peak_rss_mib:,.0f} MiB", "< 1024 MiB")
+    table.add_row("peak memory, sandbox servers", f"{result.server_peak_rss_mib:,.0f} MiB", "")
+    console.print(table)
