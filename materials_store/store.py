@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+import orjson
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import Row, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,9 +67,17 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_FLAT = frozenset({str, bool, type(None)})
+
+
 def _plain(value: Any) -> bool:
     """True when RFC 8785 and sorted compact ``json.dumps`` agree byte for byte on ``value``: no floats
     (number formatting differs) and only ASCII keys (RFC 8785 sorts keys by UTF-16 code units)."""
+    if type(value) is dict and all(
+        (type(v) in _FLAT or (type(v) is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER)) and k.isascii()
+        for k, v in value.items()
+    ):
+        return True  # the common flat record, checked without recursion
     if isinstance(value, str) or value is None or isinstance(value, bool):
         return True
     if isinstance(value, int):
@@ -84,14 +92,14 @@ def _plain(value: Any) -> bool:
 def canonical_json(payload: Any) -> bytes:
     """RFC 8785 (JCS) canonical JSON; dates become ISO strings and decimals strings first.
 
-    Payloads without floats take a fast path through the C JSON encoder, whose output is then identical
-    to RFC 8785 (a property test checks this); anything else goes through the ``rfc8785`` package.
+    Payloads without floats take a fast path through orjson (sorted keys, compact, UTF-8), whose output is
+    then identical to RFC 8785 (a property test checks this); anything else goes through ``rfc8785``.
     """
     if not _plain(payload):
         payload = _jsonable(payload)
         if not _plain(payload):
             return rfc8785.dumps(payload)
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
 
 
 def today() -> dt.date:
@@ -106,14 +114,48 @@ def _subject_aad(blind_index: str) -> bytes:
     return b"subject:" + blind_index.encode("ascii")
 
 
-def _insert_ignoring_conflicts(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        session.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
-    elif dialect == "postgresql":
-        session.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
-    else:  # pragma: no cover - only the two supported backends
-        session.execute(insert(table), rows)
+MATERIAL_COLUMNS = (
+    "id", "type_code", "subject_id", "issuer", "source", "source_run_id", "source_record_id", "version",
+    "issued_at", "valid_until", "status", "status_reason", "payload_ciphertext", "key_id", "payload_sha256",
+    "issuer_signature", "superseded_by", "created_at", "updated_at",
+)  # fmt: skip
+SUPERSEDED_BY, STATUS = MATERIAL_COLUMNS.index("superseded_by"), MATERIAL_COLUMNS.index("status")
+SUBJECT_COLUMNS = (
+    "blind_index",
+    "kind",
+    "id_ciphertext",
+    "name_ciphertext",
+    "key_id",
+    "created_at",
+    "updated_at",
+)
+
+
+class DriverValues:
+    """Turns dates and times into what the driver stores, the way SQLAlchemy's types would, so hot-path
+    inserts go to the driver's ``executemany`` as plain tuples (no per-row type processing)."""
+
+    def __init__(self, session: Session) -> None:
+        dialect = session.get_bind().dialect
+        self.sqlite = dialect.name == "sqlite"
+        self.marker = "?" if dialect.paramstyle == "qmark" else "%s"
+
+    def day(self, value: dt.date | None) -> Any:
+        return value.isoformat() if self.sqlite and value is not None else value
+
+    def moment(self, value: dt.datetime) -> Any:
+        if self.sqlite:  # SQLAlchemy's SQLite DATETIME storage format, in UTC
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value
+
+    def insert_sql(
+        self, table: str, columns: Sequence[str], *, ignore_conflicts_on: str | None = None
+    ) -> str:
+        placeholders = ", ".join(self.marker for _ in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608 - fixed names
+        if ignore_conflicts_on:
+            sql += f" ON CONFLICT ({ignore_conflicts_on}) DO NOTHING"
+        return sql
 
 
 def resolve_subjects(
@@ -145,7 +187,8 @@ def resolve_subjects(
             found[row.blind_index] = row.id
     missing = [index for index in indexes if index not in found]
     if missing:
-        now = utcnow()
+        driver = DriverValues(session)
+        now = driver.moment(utcnow())
         rows = []
         for index in missing:
             identifier, name, _ = wanted[by_index[index]]
@@ -153,18 +196,9 @@ def resolve_subjects(
             name_blob = None
             if name:
                 _, name_blob = keyring.encrypt(name.encode("utf-8"), aad=_subject_aad(index) + b":name")
-            rows.append(
-                {
-                    "blind_index": index,
-                    "kind": identifier.kind.value,
-                    "id_ciphertext": id_blob,
-                    "name_ciphertext": name_blob,
-                    "key_id": key_id,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        _insert_ignoring_conflicts(session, Subject.__table__, rows)
+            rows.append((index, identifier.kind.value, id_blob, name_blob, key_id, now, now))
+        sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
+        session.connection().exec_driver_sql(sql, rows)  # type: ignore[arg-type]
         for chunk in _chunks(missing):
             for row in session.execute(
                 select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
@@ -366,8 +400,10 @@ def upsert_materials(
 
     now = utcnow()
     current_day = today()
-    inserts: list[dict[str, Any]] = []
-    pending_by_id: dict[str, dict[str, Any]] = {}
+    driver = DriverValues(session)
+    stamp = driver.moment(now)
+    inserts: list[list[Any]] = []
+    pending_by_id: dict[str, list[Any]] = {}
     superseded: list[dict[str, Any]] = []
     for item in items:
         canonical = canonical_json(item.payload)
@@ -389,35 +425,35 @@ def upsert_materials(
         material_id = new_material_id()
         key_id, blob = keyring.encrypt(canonical, aad=_payload_aad(material_id))
         expired = item.valid_until is not None and item.valid_until < current_day
-        row = {
-            "id": material_id,
-            "type_code": item.type_code,
-            "subject_id": subject_id,
-            "issuer": item.issuer,
-            "source": source,
-            "source_run_id": run_id,
-            "source_record_id": item.source_record_id,
-            "version": head.version + 1 if head else 1,
-            "issued_at": item.issued_at,
-            "valid_until": item.valid_until,
-            "status": "expired" if expired else "valid",
-            "status_reason": "past validity when received" if expired else None,
-            "payload_ciphertext": blob,
-            "key_id": key_id,
-            "payload_sha256": sha,
-            "issuer_signature": item.issuer_signature,
-            "superseded_by": None,
-            "created_at": now,
-            "updated_at": now,
-        }
+        row = [
+            material_id,
+            item.type_code,
+            subject_id,
+            item.issuer,
+            source,
+            run_id,
+            item.source_record_id,
+            head.version + 1 if head else 1,
+            driver.day(item.issued_at),
+            driver.day(item.valid_until),
+            "expired" if expired else "valid",
+            "past validity when received" if expired else None,
+            blob,
+            key_id,
+            sha,
+            item.issuer_signature,
+            None,
+            stamp,
+            stamp,
+        ]  # fmt: skip -- in MATERIAL_COLUMNS order
         inserts.append(row)
         pending_by_id[material_id] = row
         if head is not None:
             pending = pending_by_id.get(head.id)
             if pending is not None:  # the head was written by this same batch: mark it before insert
-                pending["superseded_by"] = material_id
-                if pending["status"] == "valid":
-                    pending["status"] = "superseded"
+                pending[SUPERSEDED_BY] = material_id
+                if pending[STATUS] == "valid":
+                    pending[STATUS] = "superseded"
             else:
                 superseded.append({"old_id": head.id, "new_id": material_id})
             result.new_versions += 1
@@ -433,7 +469,8 @@ def upsert_materials(
     if superseded:
         _mark_superseded(session, superseded, now)
     if inserts:
-        session.connection().execute(insert(Material.__table__), inserts)
+        sql = driver.insert_sql("materials", MATERIAL_COLUMNS)
+        session.connection().exec_driver_sql(sql, [tuple(row) for row in inserts])  # type: ignore[arg-type]
     return result
 
 

@@ -10,19 +10,19 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, MetaData, insert, select
+from sqlalchemy import Engine, MetaData
 from sqlalchemy import Table as SqlTable
-from sqlalchemy.orm import Session
 
 from contracts import load_catalogue
 from hub.bench.synthetic import materials, person_id
 from materials_store.crypto import Keyring
 from materials_store.db import engine_for_url, session_factory, upgrade
 from materials_store.models import Material, Subject
-from materials_store.store import latest_materials, sync_material_types, upsert_materials
+from materials_store.store import DriverValues, latest_materials, sync_material_types, upsert_materials
 
 
 @dataclass(frozen=True)
@@ -65,15 +65,19 @@ def _raw_tables(engine: Engine) -> tuple[SqlTable, SqlTable]:
     return subjects, raw
 
 
-def _raw_insert(sessions: type[Session] | object, source: SqlTable, target: SqlTable, batch: int) -> float:
-    """Copy the rows the upsert wrote into ``target`` with executemany; only the inserts are timed."""
+def _raw_insert(sessions: Any, source: SqlTable, target: SqlTable, batch: int) -> float:
+    """Copy the rows the upsert wrote into ``target`` with the driver's own ``executemany``, values as
+    stored; only the inserts are timed. This is the floor: no SQLAlchemy, no encryption, no checks."""
     elapsed = 0.0
-    with sessions() as reader, sessions() as writer:  # type: ignore[operator]
-        rows = reader.execute(select(source).execution_options(yield_per=batch))
-        for chunk in rows.partitions(batch):
-            values = [dict(row._mapping) for row in chunk]
+    columns = [column.name for column in source.columns]
+    with sessions() as reader, sessions() as writer:
+        insert_sql = DriverValues(writer).insert_sql(target.name, columns)
+        select_sql = f"SELECT {', '.join(columns)} FROM {source.name}"  # noqa: S608 - fixed names
+        result = reader.connection().exec_driver_sql(select_sql).yield_per(batch)
+        for chunk in result.partitions(batch):
+            rows = [tuple(row) for row in chunk]
             start = time.perf_counter()
-            writer.execute(insert(target), values)
+            writer.connection().exec_driver_sql(insert_sql, rows)  # type: ignore[arg-type]
             writer.commit()
             elapsed += time.perf_counter() - start
     return elapsed
