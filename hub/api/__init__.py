@@ -1,0 +1,1 @@
+"""The signed hub API: FastAPI app factory, routes (one module per group), JOSE, problem+json errors."""

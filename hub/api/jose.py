@@ -1,0 +1,163 @@
+"""The hub's JOSE: client authentication by signed assertion (RFC 7523 ``private_key_jwt``) and the
+short-lived access tokens the hub issues. Algorithms are pinned: a client signs with EdDSA (Ed25519) or
+ES256 (P-256), whichever its registered key is; the hub signs with EdDSA. ``none``, HS* and RS* are
+refused, so no key-confusion trick can pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.api.problems import InvalidClient, Unauthorized
+from materials_store.crypto import Keyring
+from materials_store.models import Client, UsedAssertion
+from materials_store.settings import Settings
+from materials_store.store import get_client
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME = 300
+LEEWAY = 30
+ACCESS_AUDIENCE = "onecert-api"
+SCOPES = {
+    "window": ("lookup", "read"),
+    "department": ("push", "revoke"),
+    "steward": ("steward", "usage"),
+    "citizen": ("usage:self",),
+}
+REQUIRED_ASSERTION_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti"]
+
+
+def key_algorithm(public_key_pem: str) -> tuple[Any, str]:
+    """The client's public key and the one algorithm it may sign with."""
+    key = load_pem_public_key(public_key_pem.encode("ascii"))
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key, "EdDSA"
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key, "ES256"
+    raise InvalidClient("the client's registered key is not Ed25519 or P-256")
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_in: int
+
+
+class TokenService:
+    """Authenticates clients and issues and verifies the hub's access tokens."""
+
+    def __init__(self, settings: Settings, keyring: Keyring) -> None:
+        self.settings = settings
+        self.keyring = keyring
+        self.issuer = settings.public_url.rstrip("/")
+        self.token_endpoint = f"{self.issuer}/v1/oauth/token"
+        self._public_keys = {key.kid: key.public_key for key in keyring.published_signing_keys()}
+
+    def authenticate_client(self, session: Session, assertion: str) -> Client:
+        """Verify a client assertion and consume its ``jti``. Does not commit.
+
+        Raises:
+            InvalidClient: malformed, unknown or disabled client, wrong algorithm or key, wrong audience,
+                expired or too long-lived, or replayed.
+        """
+        try:
+            header = jwt.get_unverified_header(assertion)
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise InvalidClient("the client assertion is not a well-formed JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in ("EdDSA", "ES256"):
+            raise InvalidClient("client assertions are signed with EdDSA or ES256")
+        client_id = unverified.get("iss")
+        client = get_client(session, client_id=client_id) if isinstance(client_id, str) else None
+        if client is None or client.status != "active":
+            raise InvalidClient("unknown or disabled client")
+        key, expected = key_algorithm(client.public_key_pem)
+        if algorithm != expected:
+            raise InvalidClient("the assertion's algorithm does not match the client's registered key")
+        try:
+            claims = jwt.decode(
+                assertion,
+                key=key,
+                algorithms=[expected],
+                audience=self.token_endpoint,
+                issuer=client.id,
+                leeway=LEEWAY,
+                options={"require": REQUIRED_ASSERTION_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidClient("the client assertion has expired") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidClient("the client assertion is not addressed to this token endpoint") from None
+        except jwt.PyJWTError:
+            raise InvalidClient("the client assertion's signature or claims are invalid") from None
+        if claims["sub"] != client.id:
+            raise InvalidClient("the assertion's subject must be the client itself")
+        now = dt.datetime.now(dt.UTC)
+        expires = dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
+        if expires - now > dt.timedelta(seconds=MAX_ASSERTION_LIFETIME + LEEWAY):
+            raise InvalidClient("a client assertion must expire within 5 minutes")
+        jti = str(claims["jti"])
+        if not 8 <= len(jti) <= 128:
+            raise InvalidClient("the assertion's jti must be 8 to 128 characters")
+        session.execute(
+            delete(UsedAssertion).where(UsedAssertion.expires_at < now - dt.timedelta(seconds=LEEWAY))
+        )
+        session.add(UsedAssertion(jti=f"{client.id}:{jti}"[:128], client_id=client.id, expires_at=expires))
+        try:
+            session.flush()
+        except IntegrityError:
+            raise InvalidClient("the client assertion was already used") from None
+        return client
+
+    def issue(self, client: Client) -> AccessToken:
+        """A short-lived access token for the client, signed by the hub's current key."""
+        signing = self.keyring.current_signing_key
+        now = dt.datetime.now(dt.UTC)
+        ttl = self.settings.token_ttl_seconds
+        claims = {
+            "iss": self.issuer,
+            "sub": client.id,
+            "aud": ACCESS_AUDIENCE,
+            "iat": now,
+            "nbf": now,
+            "exp": now + dt.timedelta(seconds=ttl),
+            "jti": secrets.token_urlsafe(16),
+            "kind": client.kind,
+            "scope": " ".join(SCOPES[client.kind]),
+        }
+        token = jwt.encode(claims, signing.private_key, algorithm="EdDSA", headers={"kid": signing.kid})
+        return AccessToken(token, ttl)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a hub access token. Raises Unauthorized for anything else."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("the access token is not a well-formed JWT") from None
+        key = self._public_keys.get(str(header.get("kid")))
+        if header.get("alg") != "EdDSA" or key is None:
+            raise Unauthorized("the access token was not issued by this hub")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=["EdDSA"],
+                audience=ACCESS_AUDIENCE,
+                issuer=self.issuer,
+                options={"require": ["iss", "sub", "aud", "exp", "iat", "kind", "scope"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the access token has expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("the access token is invalid") from None
+        return claims
