@@ -116,6 +116,16 @@ def _stringify(series: pd.Series) -> pd.Series:
     return series.astype("str").where(series.notna(), None)
 
 
+def _record_type_failures(
+    failures: dict[int, list[dict[str, Any]]], bad: pd.Series, column: str, rule: str, problem: str
+) -> None:
+    """Note rule ``rule`` broken on every row where ``bad`` is true (values present but not parseable)."""
+    for position in np.flatnonzero(bad.to_numpy()):
+        failures.setdefault(int(position), []).append(
+            {"rule": rule, "column": column, "expectation": "type", "message": f"{column} {problem}"}
+        )
+
+
 def prepare_frame(
     contract: Contract, frame: pd.DataFrame
 ) -> tuple[pd.DataFrame, dict[int, list[dict[str, Any]]]]:
@@ -131,29 +141,15 @@ def prepare_frame(
             bad = column.notna() & coerced.isna()
             if fld.logical_type == "integer":
                 bad |= coerced.notna() & (coerced % 1 != 0)
-            for position in np.flatnonzero(bad.to_numpy()):
-                failures.setdefault(int(position), []).append(
-                    {
-                        "rule": f"{fld.name}_type",
-                        "column": fld.name,
-                        "expectation": "type",
-                        "message": f"{fld.name} is not a {fld.logical_type}",
-                    }
-                )
+            _record_type_failures(failures, bad, fld.name, f"{fld.name}_type", f"is not a {fld.logical_type}")
             prepared[fld.name] = coerced.astype("float64")
         elif fld.logical_type == "date":
             text = _stringify(column)
             parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
             bad = text.notna() & parsed.isna()
-            for position in np.flatnonzero(bad.to_numpy()):
-                failures.setdefault(int(position), []).append(
-                    {
-                        "rule": f"{fld.name}_real_date",
-                        "column": fld.name,
-                        "expectation": "type",
-                        "message": f"{fld.name} is not a real date in the form YYYY-MM-DD",
-                    }
-                )
+            _record_type_failures(
+                failures, bad, fld.name, f"{fld.name}_real_date", "is not a real date in the form YYYY-MM-DD"
+            )
             # Days since 1970-01-01 as float (NaN for null): see contracts.suites.epoch_day.
             prepared[fld.name] = (parsed - EPOCH_TS).dt.days.astype("float64")
         else:

@@ -12,9 +12,9 @@ import hashlib
 import json
 import secrets
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import rfc8785
@@ -24,6 +24,7 @@ from sqlalchemy import Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contracts import MaterialTypeSpec
 from materials_store.crypto import Keyring
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import CHINA_TZ, Identifier
@@ -246,35 +247,11 @@ def subject_name(keyring: Keyring, subject: Subject) -> str | None:
 # -- material types ------------------------------------------------------------------------------
 
 
-class MaterialTypeLike(Protocol):
-    code: str
-    name_zh: str
-    name_en: str
-    department: str
-    subject_kind: str
-    source: str
-    contract_id: str
-    contract_version: str
-    validity_days: int | None
-    freshness_sla_hours: int | None
-    sensitivity: str
+#: The catalogue columns a contract's material-type spec fills (all but the code).
+MATERIAL_TYPE_FIELDS = tuple(f.name for f in fields(MaterialTypeSpec) if f.name != "code")
 
 
-MATERIAL_TYPE_FIELDS = (
-    "name_zh",
-    "name_en",
-    "department",
-    "subject_kind",
-    "source",
-    "contract_id",
-    "contract_version",
-    "validity_days",
-    "freshness_sla_hours",
-    "sensitivity",
-)
-
-
-def sync_material_types(session: Session, *, specs: Iterable[MaterialTypeLike]) -> int:
+def sync_material_types(session: Session, *, specs: Iterable[MaterialTypeSpec]) -> int:
     """Insert or update catalogue rows from contract specs. Returns how many rows changed."""
     changed = 0
     for spec in specs:
