@@ -5,7 +5,9 @@ refused, so no key-confusion trick can pass."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.api.problems import InvalidClient, Unauthorized
-from materials_store.crypto import Keyring
+from materials_store.crypto import Keyring, SigningKey
 from materials_store.models import Client, UsedAssertion
 from materials_store.settings import Settings
 from materials_store.store import get_client
@@ -161,3 +163,18 @@ class TokenService:
         except jwt.PyJWTError:
             raise Unauthorized("the access token is invalid") from None
         return claims
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def detached_jws(body: bytes, key: SigningKey) -> str:
+    """A compact JWS over ``body`` with the payload detached (RFC 7515 Appendix F): ``protected..signature``.
+
+    The signature covers ``BASE64URL(protected) || "." || BASE64URL(body)``; a client verifies it with any
+    JOSE library by putting the exact body bytes back in the middle.
+    """
+    protected = _b64url(json.dumps({"alg": "EdDSA", "kid": key.kid}, separators=(",", ":")).encode())
+    signing_input = f"{protected}.{_b64url(body)}".encode("ascii")
+    return f"{protected}..{_b64url(key.private_key.sign(signing_input))}"
