@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from hub.api import problems
 from hub.api.jose import TokenService
-from hub.api.routes import clients, health, jwks, lookups, oauth, usage
+from hub.api.routes import clients, health, jwks, lookups, materials, oauth, usage
 from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
 
@@ -44,6 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = TokenService(settings, handle.keyring)
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, jwks, oauth, clients, lookups, usage):
+    for module in (health, jwks, oauth, clients, lookups, materials, usage):
         app.include_router(module.router)
     return app

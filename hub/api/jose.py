@@ -178,3 +178,44 @@ def detached_jws(body: bytes, key: SigningKey) -> str:
     protected = _b64url(json.dumps({"alg": "EdDSA", "kid": key.kid}, separators=(",", ":")).encode())
     signing_input = f"{protected}.{_b64url(body)}".encode("ascii")
     return f"{protected}..{_b64url(key.private_key.sign(signing_input))}"
+
+
+def seal(document: bytes, key: SigningKey) -> str:
+    """The hub's seal: a compact JWS (EdDSA) whose payload is the material's canonical JSON (RFC 8785).
+    It verifies offline with the JWKS, and the payload is the material itself."""
+    protected = _b64url(json.dumps({"alg": "EdDSA", "kid": key.kid, "typ": "onecert-seal+json"},
+                                   separators=(",", ":")).encode())  # fmt: skip
+    signing_input = f"{protected}.{_b64url(document)}".encode("ascii")
+    return f"{signing_input.decode('ascii')}.{_b64url(key.private_key.sign(signing_input))}"
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def verify_seal(token: str, public_keys: dict[str, ed25519.Ed25519PublicKey]) -> bytes:
+    """The sealed document's bytes, if the seal is the hub's. Raises ValueError saying why not."""
+    try:
+        protected, payload, signature = token.split(".")
+        header = json.loads(_unb64url(protected))
+    except ValueError:
+        raise ValueError("the seal is not a compact JWS") from None
+    if header.get("alg") != "EdDSA":
+        raise ValueError("the seal must be signed with EdDSA")
+    key = public_keys.get(str(header.get("kid")))
+    if key is None:
+        raise ValueError("the seal's key is not among the hub's published keys")
+    try:
+        key.verify(_unb64url(signature), f"{protected}.{payload}".encode("ascii"))
+    except Exception:  # noqa: BLE001 - cryptography raises InvalidSignature; any failure means invalid
+        raise ValueError("the seal's signature does not verify") from None
+    return _unb64url(payload)
+
+
+def jwks_public_keys(jwks: dict[str, Any]) -> dict[str, ed25519.Ed25519PublicKey]:
+    """Ed25519 public keys by kid from a JWKS document."""
+    keys = {}
+    for jwk in jwks.get("keys", []):
+        if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+            keys[str(jwk["kid"])] = ed25519.Ed25519PublicKey.from_public_bytes(_unb64url(jwk["x"]))
+    return keys
