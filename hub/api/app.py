@@ -6,8 +6,9 @@ from fastapi import FastAPI, Request
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
-from hub.api import problems
+from hub.api import metrics, problems
 from hub.api.jose import TokenService
+from hub.api.ratelimit import RateLimiter
 from hub.api.routes import clients, health, jwks, lookups, materials, oauth, usage
 from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
@@ -42,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.store = handle
     app.state.tokens = TokenService(settings, handle.keyring)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     problems.install(app)
+    metrics.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     for module in (health, jwks, oauth, clients, lookups, materials, usage):
         app.include_router(module.router)

@@ -66,6 +66,7 @@ def get_caller(request: Request, session: SessionDep, tokens: TokensDep) -> Call
     client = get_client(session, client_id=str(claims["sub"]))
     if client is None or client.status != "active":
         raise Unauthorized("the client is unknown or disabled")
+    request.app.state.rate_limiter.check(client.id)
     return Caller(client, frozenset(str(claims["scope"]).split()))
 
 

@@ -42,8 +42,10 @@ class PayloadTooLarge(OneCertError):
 
 def problem(status: int, problem_type: str, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": problem_type, "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if status == 401 else {}
+    if status == 429 and "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers or None)
 
 
 def install(app: FastAPI) -> None:
