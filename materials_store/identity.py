@@ -97,6 +97,9 @@ def _region_known(code: str) -> bool:
 
 
 def _illegal_position(value: str, allowed: frozenset[str] | None = None) -> int | None:
+    """1-based position of the first character not allowed (ASCII digits by default), or None."""
+    if allowed is None and value.isascii() and value.isdigit():
+        return None  # the common case, without a Python loop
     for index, char in enumerate(value):
         ok = char in allowed if allowed is not None else char.isascii() and char.isdigit()
         if not ok:

@@ -74,11 +74,18 @@ _FLAT = frozenset({str, bool, type(None)})
 def _plain(value: Any) -> bool:
     """True when RFC 8785 and sorted compact ``json.dumps`` agree byte for byte on ``value``: no floats
     (number formatting differs) and only ASCII keys (RFC 8785 sorts keys by UTF-16 code units)."""
-    if type(value) is dict and all(
-        (type(v) in _FLAT or (type(v) is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER)) and k.isascii()
-        for k, v in value.items()
-    ):
-        return True  # the common flat record, checked without recursion
+    if type(value) is dict:
+        flat = True
+        for k, v in value.items():  # the common flat record, checked without recursion
+            kind = type(v)
+            if (
+                not (kind in _FLAT or (kind is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER))
+                or not k.isascii()
+            ):
+                flat = False
+                break
+        if flat:
+            return True
     if isinstance(value, str) or value is None or isinstance(value, bool):
         return True
     if isinstance(value, int):

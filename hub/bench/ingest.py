@@ -46,7 +46,7 @@ class IngestBenchResult:
 
 
 def run_ingest_bench(
-    *, rows: int, batch: int = 20_000, page: int = 5000, home: Path | None = None
+    *, rows: int, batch: int = 50_000, page: int = 5000, home: Path | None = None
 ) -> IngestBenchResult:
     """Generate ``rows`` persons in the sandbox, sync police_id_card end to end, then time the store's raw
     batch insert of the same materials on the same engine."""

@@ -23,7 +23,7 @@ def store(
 @bench_app.command("ingest")
 def ingest(
     rows: int = typer.Option(100_000, "--rows", min=1000, help="Persons (≈ records) in the police sandbox."),
-    batch: int = typer.Option(20_000, "--batch", min=100, help="Rows per validate-and-load batch."),
+    batch: int = typer.Option(50_000, "--batch", min=100, help="Rows per validate-and-load batch."),
     page: int = typer.Option(5000, "--page", min=100, help="Rows per REST page."),
 ) -> None:
     """Records/s of a validated sync from the sandbox REST source, peak memory, and the ratio to the
