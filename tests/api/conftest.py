@@ -60,8 +60,30 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Where the API's store lives: SQLite under ONECERT_HOME, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    from tests.store.conftest import _fresh_postgres
+
+    return _fresh_postgres(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
 def live(monkeypatch: pytest.MonkeyPatch) -> Iterator[Live]:
+    yield from _live(monkeypatch, None)
+
+
+@pytest.fixture
+def live_any(monkeypatch: pytest.MonkeyPatch, store_url: str | None) -> Iterator[Live]:
+    """The live API on SQLite and on PostgreSQL."""
+    yield from _live(monkeypatch, store_url)
+
+
+def _live(monkeypatch: pytest.MonkeyPatch, database_url: str | None) -> Iterator[Live]:
+    if database_url:
+        monkeypatch.setenv("ONECERT_DATABASE_URL", database_url)
     port = _free_port()
     monkeypatch.setenv("ONECERT_PUBLIC_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("ONECERT_MAX_BODY_BYTES", "65536")

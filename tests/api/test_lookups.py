@@ -42,7 +42,8 @@ def _load(live: Live) -> list[str]:
     return ids
 
 
-def test_lookup_lists_valid_materials_and_is_signed(live: Live) -> None:
+def test_lookup_lists_valid_materials_and_is_signed(live_any: Live) -> None:
+    live = live_any
     ids = _load(live)
     token = _token(live, org="hz-xihu", region="330106")
     request = {"id": " 11010519491231002x ", "case_ref": "HZ-2026-0001", "purpose": "新生儿入户"}

@@ -26,7 +26,8 @@ def _push(live: Live, token: str, compact: str, key: str | None = None) -> objec
         return http.post("/v1/materials", content=compact, headers=headers)
 
 
-def test_push_idempotency_supersession_and_revoke(live: Live) -> None:
+def test_push_idempotency_supersession_and_revoke(live_any: Live) -> None:
+    live = live_any
     tax = register(live, "department", curve="p256", types=["tax.payment_certificate"])
     token = _token_for(live, tax)
     first = _signed(tax)
