@@ -83,3 +83,41 @@ def test_pushes_must_be_signed_by_the_department_for_its_own_types(live: Live) -
         refused = http.post(f"/v1/materials/{material_id}/revoke", json={"reason": "x"},
                             headers={"Authorization": f"Bearer {police_token}"})  # fmt: skip
     assert refused.status_code == 403
+
+
+def test_bulk_push_reports_each_item(live: Live) -> None:
+    tax = register(live, "department", types=["tax.payment_certificate"])
+    token = _token_for(live, tax)
+    good = [{"type": "tax.payment_certificate", "subject_id": PERSON, "record_id": f"WS{i:06d}",
+             "issued_at": "2026-11-01", "data": {"amount": str(i)}} for i in range(197)]  # fmt: skip
+    items = [*good, {"type": "police.hukou", "subject_id": PERSON, "record_id": "X", "issued_at": "2026-11-01",
+                     "data": {}},
+             {**good[0], "record_id": "BAD", "subject_id": "110105194912310021"}, {"nonsense": True}]  # fmt: skip
+    compact = jws.serialize_compact(
+        {"alg": "EdDSA"}, json.dumps({"items": items}), tax.jwk(), algorithms=["EdDSA"]
+    )
+
+    def send(body: str, key: str) -> object:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/jose",
+            "Idempotency-Key": key,
+        }
+        with live.client() as http:
+            return http.post("/v1/materials/bulk", content=body, headers=headers)
+
+    first = send(compact, "bulk-key-0001")
+    assert first.status_code == 200, first.text  # type: ignore[attr-defined]
+    results = first.json()["results"]  # type: ignore[attr-defined]
+    assert [r["status"] for r in results] == [201] * 197 + [403, 422, 422]
+    assert "110105194912310021" not in first.text  # type: ignore[attr-defined]
+    replay = send(compact, "bulk-key-0001").json()["results"]  # type: ignore[attr-defined]
+    assert [r["id"] for r in replay[:197]] == [r["id"] for r in results[:197]]
+    assert {r["status"] for r in replay[:197]} == {200}
+    other = jws.serialize_compact(
+        {"alg": "EdDSA"}, json.dumps({"items": good[:3]}), tax.jwk(), algorithms=["EdDSA"]
+    )
+    assert send(other, "bulk-key-0001").status_code == 409  # type: ignore[attr-defined]
+    too_many = jws.serialize_compact({"alg": "EdDSA"}, json.dumps({"items": [{}] * 1001}), tax.jwk(),
+                                     algorithms=["EdDSA"])  # fmt: skip
+    assert send(too_many, "bulk-key-0002").status_code == 422  # type: ignore[attr-defined]

@@ -10,7 +10,15 @@ from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import Caller, KeyringDep, SessionDep, require_scope
 from hub.api.services.materials import SealedMaterial, read_material
-from hub.api.services.push import PushResult, RevokeRequest, RevokeResult, push_material, revoke_material
+from hub.api.services.push import (
+    BulkResult,
+    PushResult,
+    RevokeRequest,
+    RevokeResult,
+    push_bulk,
+    push_material,
+    revoke_material,
+)
 from materials_store.errors import DataError
 
 router = APIRouter(prefix="/v1/materials", tags=["materials"])
@@ -51,6 +59,28 @@ async def push(
         idempotency_key=idempotency_key,
     )
     return JSONResponse(result.model_dump(), status_code=201 if created else 200)
+
+
+@router.post("/bulk")
+async def push_many(
+    request: Request,
+    session: SessionDep,
+    keyring: KeyringDep,
+    caller: Annotated[Caller, Depends(require_scope("push"))],
+    idempotency_key: Annotated[str, Header(min_length=8, max_length=128)],
+) -> BulkResult:
+    """Up to 1,000 materials in one signed body ``{"items": [...]}``; each item's result is reported."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/jose":
+        raise DataError("the body must be a compact JWS sent as application/jose")
+    compact = (await request.body()).decode("ascii", errors="replace").strip()
+    return await run_in_threadpool(
+        push_bulk,
+        session,
+        keyring=keyring,
+        caller=caller.client,
+        compact=compact,
+        idempotency_key=idempotency_key,
+    )
 
 
 @router.post("/{material_id}/revoke")

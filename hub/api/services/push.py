@@ -15,7 +15,7 @@ from hub.api.jose import key_algorithm
 from hub.api.problems import Forbidden, Unauthorized
 from materials_store.crypto import Keyring
 from materials_store.errors import Conflict, DataError, NotFound
-from materials_store.identity import parse_identifier
+from materials_store.identity import InvalidIdentifier, parse_identifier
 from materials_store.models import Client, IdempotencyKey, MaterialType
 from materials_store.store import MaterialInput, get_material, record_usage, revoke, upsert_materials
 
@@ -101,6 +101,91 @@ def push_material(
     )  # fmt: skip
     session.commit()
     return PushResult(id=material_id), True
+
+
+MAX_BULK = 1000
+
+
+class BulkItemResult(BaseModel):
+    index: int
+    status: int
+    id: str | None = None
+    outcome: str | None = None
+    problem: str | None = None
+
+
+class BulkResult(BaseModel):
+    results: list[BulkItemResult]
+
+
+def push_bulk(
+    session: Session, *, keyring: Keyring, caller: Client, compact: str, idempotency_key: str
+) -> BulkResult:
+    """Up to 1,000 materials in one signed body ``{"items": [...]}``; each item gets its own result.
+
+    Items are stored in one batch; a bad item (wrong type, invalid ID, malformed) is reported and does not
+    stop the others. Replaying the same body gives the same ids (the upsert is idempotent by content);
+    the same Idempotency-Key with another body is refused (409).
+    """
+    digest = hashlib.sha256(compact.encode("ascii")).hexdigest()
+    known = session.get(IdempotencyKey, (caller.id, idempotency_key))
+    if known is not None and known.request_sha256 != digest:
+        raise Conflict("this Idempotency-Key was used with a different body")
+    key, algorithm = key_algorithm(caller.public_key_pem)
+    try:
+        document = json.loads(jwt.api_jws.PyJWS().decode(compact, key=key, algorithms=[algorithm]))
+    except jwt.PyJWTError:
+        raise Unauthorized("the body is not a JWS signed by this department's registered key") from None
+    except ValueError:
+        raise DataError("the signed payload is not JSON") from None
+    items = document.get("items") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BULK:
+        raise DataError(f"the signed payload must be {{'items': [...]}} with 1 to {MAX_BULK} materials")
+    results: list[BulkItemResult] = []
+    accepted: list[tuple[int, MaterialInput]] = []
+    departments = {t.code: t.department for t in session.query(MaterialType)}
+    for index, raw in enumerate(items):
+        try:
+            pushed = PushedMaterial.model_validate(raw)
+        except ValidationError:
+            results.append(BulkItemResult(index=index, status=422, problem="not a material"))
+            continue
+        if pushed.type not in caller.types or pushed.type not in departments:
+            results.append(
+                BulkItemResult(index=index, status=403, problem="not a type this department issues")
+            )
+            continue
+        try:
+            subject = parse_identifier(pushed.subject_id)
+        except InvalidIdentifier as error:
+            results.append(
+                BulkItemResult(index=index, status=422, problem=f"invalid subject_id ({error.reason.value})")
+            )
+            continue
+        accepted.append((index, MaterialInput(
+            type_code=pushed.type, subject=subject, source_record_id=pushed.record_id, issued_at=pushed.issued_at,
+            valid_until=pushed.valid_until, payload=pushed.data, issuer=departments[pushed.type],
+            issuer_signature=compact if len(items) == 1 else None,
+        )))  # fmt: skip
+    if accepted:
+        stored = upsert_materials(
+            session, keyring=keyring, items=[item for _, item in accepted], source=f"push:{caller.id}"
+        )
+        for (index, _item), material_id, outcome in zip(accepted, stored.ids, stored.outcomes, strict=True):
+            status = 200 if outcome == "unchanged" else 201
+            results.append(BulkItemResult(index=index, status=status, id=material_id, outcome=outcome))
+        record_usage(
+            session, client_id=caller.id, client_kind=caller.kind, action="push", outcome="bulk",
+            material_ids=list(stored.ids), detail={"items": len(items), "stored": len(accepted)},
+        )  # fmt: skip
+    if known is None:
+        session.add(
+            IdempotencyKey(
+                client_id=caller.id, key=idempotency_key, request_sha256=digest, material_id="bulk"
+            )
+        )
+    session.commit()
+    return BulkResult(results=sorted(results, key=lambda r: r.index))
 
 
 class RevokeRequest(BaseModel):
