@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -990,6 +991,20 @@ def record_usage(
     except IntegrityError:
         raise Conflict("another writer appended to the audit chain; retry") from None
     return record
+
+
+def commit_usage(session: Session, *, attempts: int = 8, **fields: Any) -> UsageRecord:
+    """Append a usage record as its own transaction and commit, retrying when another writer appended
+    first (the chain refused the fork). For acts whose only write is the record (lookups, reads)."""
+    for attempt in range(attempts):
+        try:
+            record = record_usage(session, **fields)
+            session.commit()
+            return record
+        except Conflict:
+            session.rollback()
+            time.sleep(0.002 * (attempt + 1))
+    raise Conflict("the audit chain is too busy; retry")
 
 
 @dataclass(frozen=True, slots=True)

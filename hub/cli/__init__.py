@@ -22,7 +22,7 @@ app = typer.Typer(
 
 def _register_groups() -> None:
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if module.name.startswith("_"):
+        if module.name.startswith("_"):  # _common, __main__
             continue
         importlib.import_module(f"{__name__}.{module.name}").register(app)
 

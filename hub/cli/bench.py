@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 bench_app = typer.Typer(help="Benchmarks: figures and ratios against a baseline measured in the same run.")
@@ -31,6 +33,28 @@ def ingest(
     from hub.bench.ingest import print_ingest_bench, run_ingest_bench
 
     print_ingest_bench(run_ingest_bench(rows=rows, batch=batch, page=page))
+
+
+@bench_app.command("lookup")
+def lookup(
+    subjects: int = typer.Option(1_000_000, "--subjects", min=1000, help="Subjects in the served store."),
+    seconds: float = typer.Option(20.0, "--seconds", min=2, help="Seconds each load runs."),
+    concurrency: int = typer.Option(32, "--concurrency", min=1),
+    workers: int = typer.Option(2, "--workers", min=1, help="Hub worker processes."),
+    home: Path = typer.Option(
+        Path("var/bench-lookup"), "--home", help="Where the bench store is kept (reused)."
+    ),
+    database_url: str | None = typer.Option(None, "--database-url", help="Benchmark PostgreSQL instead."),
+) -> None:
+    """Signed lookups/s, p50 and p99 from a separate process at fixed concurrency, and the ratio to a
+    trivial unsigned endpoint of the same app in the same run."""
+    from hub.bench.lookup import print_lookup_bench, run_lookup_bench
+
+    lookups, trivial = run_lookup_bench(
+        subjects=subjects, seconds=seconds, concurrency=concurrency, workers=workers, home=home,
+        database_url=database_url,
+    )  # fmt: skip
+    print_lookup_bench(subjects, lookups, trivial)
 
 
 def register(app: typer.Typer) -> None:

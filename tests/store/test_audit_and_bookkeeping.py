@@ -214,3 +214,25 @@ def test_clients_accept_ed25519_and_p256_only(store: Store) -> None:
         clients = {c.id: c for c in list_clients(session)}
     assert window.id.startswith("win-") and dept.id.startswith("dept-")
     assert clients[window.id].status == "disabled" and clients[dept.id].status == "active"
+
+
+def test_concurrent_writers_extend_one_chain(store: Store) -> None:
+    import threading
+
+    from materials_store.store import commit_usage
+
+    def append(worker: int) -> None:
+        with store.session() as session:
+            for i in range(25):
+                commit_usage(session, client_id=f"win-{worker}", client_kind="window", action="lookup",
+                             outcome="ok", case_ref=f"{worker}-{i}")  # fmt: skip
+
+    threads = [threading.Thread(target=append, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.session() as session:
+        report = verify_usage_chain(session)
+    assert report.ok, report
+    assert report.checked == 100

@@ -11,7 +11,7 @@ from materials_store.crypto import Keyring
 from materials_store.errors import DataError, NotFound
 from materials_store.identity import mask, parse_identifier
 from materials_store.models import Client
-from materials_store.store import find_subject, last_runs, latest_materials, record_usage, subject_name
+from materials_store.store import commit_usage, find_subject, last_runs, latest_materials, subject_name
 
 
 class LookupRequest(BaseModel):
@@ -69,12 +69,11 @@ def lookup(session: Session, *, keyring: Keyring, caller: Client, request: Looku
     views = latest_materials(session, subject_id=subject.id) if subject else []
     index = keyring.blind_index(identifier.value)
     outcome = "found" if views else "nothing_on_file"
-    record_usage(
+    commit_usage(
         session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="lookup",
         outcome=outcome, case_ref=request.case_ref, purpose=request.purpose, subject_index=index,
         material_ids=[view.id for view in views],
     )  # fmt: skip
-    session.commit()
     if not views or subject is None:
         raise NotFound("nothing is on file for this identifier")
     synced = {source: run.finished_at for source, run in last_runs(session).items() if run.state == "success"}

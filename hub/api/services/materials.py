@@ -17,9 +17,9 @@ from materials_store.identity import mask
 from materials_store.models import Client, Subject, UsageRecord
 from materials_store.store import (
     canonical_json,
+    commit_usage,
     decrypt_payload,
     get_material,
-    record_usage,
     subject_identifier,
 )
 
@@ -73,9 +73,8 @@ def read_material(
         Forbidden: the case's lookup did not list this material (purpose binding), or it is not valid.
     """
     if not _listed_for_case(session, client_id=caller.id, case_ref=case_ref, material_id=material_id):
-        record_usage(session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="read",
+        commit_usage(session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="read",
                      outcome="refused", case_ref=case_ref, material_ids=[material_id])  # fmt: skip
-        session.commit()
         raise Forbidden("this case's lookup did not list that material")
     document = material_document(keyring, material_id, session)
     if document["status"] != "valid":
@@ -83,9 +82,8 @@ def read_material(
     material = get_material(session, material_id=material_id)
     assert material is not None
     subject = session.get(Subject, material.subject_id)
-    record_usage(
+    commit_usage(
         session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="read", outcome="ok",
         case_ref=case_ref, subject_index=subject.blind_index if subject else None, material_ids=[material_id],
     )  # fmt: skip
-    session.commit()
     return SealedMaterial(material=document, seal=seal(canonical_json(document), keyring.current_signing_key))

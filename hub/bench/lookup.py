@@ -1,0 +1,144 @@
+"""``onecert bench lookup``: signed lookups against a served store of N subjects, from another process,
+compared with a trivial unsigned endpoint of the same app in the same run."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from rich.console import Console
+from rich.table import Table
+
+from contracts import load_catalogue
+from hub.bench.synthetic import materials
+from materials_store.runtime import open_store
+from materials_store.settings import Settings
+from materials_store.store import add_client, sync_material_types, upsert_materials
+
+PER_SUBJECT = 2
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def build_store(settings: Settings, subjects: int, console: Console) -> None:
+    """Fill the store with ``subjects`` subjects (two materials each), unless it already holds them."""
+    marker = settings.home / f"bench-lookup-{subjects}.done"
+    if marker.exists():
+        return
+    handle = open_store(settings)
+    with handle.sessions() as session:
+        sync_material_types(session, specs=load_catalogue())
+        session.commit()
+    stream = materials(subjects * PER_SUBJECT, per_subject=PER_SUBJECT)
+    loaded = 0
+    with handle.sessions() as session:
+        while chunk := list(itertools.islice(stream, 10_000)):
+            upsert_materials(session, keyring=handle.keyring, items=chunk, source="bench")
+            session.commit()
+            loaded += len(chunk)
+            if loaded % 200_000 == 0:
+                console.print(f"  loaded {loaded:,} materials")
+    marker.touch()
+
+
+def _token(hub: str, handle_settings: Settings) -> str:
+    import jwt
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    handle = open_store(handle_settings)
+    with handle.sessions() as session:
+        client = add_client(session, kind="window", name="bench window", public_key_pem=public.decode())
+        session.commit()
+    now = int(time.time())
+    assertion = jwt.encode({"iss": client.id, "sub": client.id, "aud": f"{hub}/v1/oauth/token", "iat": now,
+                            "exp": now + 120, "jti": os.urandom(8).hex()}, key, algorithm="EdDSA")  # fmt: skip
+    response = httpx.post(f"{hub}/v1/oauth/token", data={
+        "grant_type": "client_credentials", "client_assertion": assertion,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, timeout=10)  # fmt: skip
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def _drive(hub: str, token: str, target: str, subjects: int, concurrency: int, seconds: float) -> LoadFigures:
+    output = subprocess.run(  # noqa: S603 - our own module
+        [sys.executable, "-m", "hub.bench.load", "--url", hub, "--token", token, "--target", target,
+         "--subjects", str(subjects), "--concurrency", str(concurrency), "--seconds", str(seconds)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return LoadFigures(**json.loads(output.stdout.strip().splitlines()[-1]))
+
+
+def run_lookup_bench(
+    *, subjects: int, seconds: float, concurrency: int, workers: int, home: Path, database_url: str | None
+) -> tuple[LoadFigures, LoadFigures]:
+    port = _free_port()
+    hub = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ONECERT_HOME": str(home), "ONECERT_PUBLIC_URL": hub, "ONECERT_DEV": "1",
+           "ONECERT_RATE_LIMIT_PER_MINUTE": "100000000"}  # fmt: skip
+    if database_url:
+        env["ONECERT_DATABASE_URL"] = database_url
+    settings = Settings(home=home, dev=True, database_url=database_url, public_url=hub)
+    console = Console()
+    build_store(settings, subjects, console)
+    server = subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{hub}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        token = _token(hub, settings)
+        lookups = _drive(hub, token, "lookup", subjects, concurrency, seconds)
+        trivial = _drive(hub, token, "trivial", subjects, concurrency, seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return lookups, trivial
+
+
+def print_lookup_bench(subjects: int, lookups: LoadFigures, trivial: LoadFigures) -> None:
+    table = Table(title=f"bench lookup · {subjects:,} subjects · signed lookups vs /healthz")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row("signed lookups", f"{lookups.per_second:,.0f} /s ({lookups.errors} errors)", "")
+    table.add_row("lookup p50", f"{lookups.p50_ms:.1f} ms", "")
+    table.add_row("lookup p99", f"{lookups.p99_ms:.1f} ms", "<= 25 ms")
+    table.add_row("trivial endpoint", f"{trivial.per_second:,.0f} /s (p99 {trivial.p99_ms:.1f} ms)", "")
+    table.add_row("ratio lookups / trivial", f"{lookups.per_second / trivial.per_second:.2f}", ">= 0.50")
+    Console().print(table)

@@ -1,0 +1,5 @@
+"""``python -m hub.cli`` is ``onecert``."""
+
+from hub.cli import main
+
+main()
