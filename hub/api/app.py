@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.api import metrics, problems
 from hub.api.jose import TokenService
@@ -14,21 +13,24 @@ from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuse bodies over the configured size before reading them (413)."""
+class BodyLimit:
+    """Refuse bodies over the configured size before reading them (413). Plain ASGI middleware."""
 
-    def __init__(self, app: object, limit: int) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
         self.limit = limit
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return problems.problem(
-                413, problems.PayloadTooLarge.problem_type, "Payload too large",
-                f"request bodies are limited to {self.limit} bytes",
-            )  # fmt: skip
-        return await call_next(request)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                response = problems.problem(
+                    413, problems.PayloadTooLarge.problem_type, "Payload too large",
+                    f"request bodies are limited to {self.limit} bytes",
+                )  # fmt: skip
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

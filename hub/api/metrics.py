@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class Metrics:
@@ -27,27 +27,39 @@ class Metrics:
         )
 
 
-class MetricsMiddleware(BaseHTTPMiddleware):
-    def __init__(self, app: object, metrics: Metrics) -> None:
-        super().__init__(app)  # type: ignore[arg-type]
+class MetricsMiddleware:
+    """Plain ASGI middleware (no per-request task group): counts and times every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
         self.metrics = metrics
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        # The route template, never the concrete path (paths may carry material ids).
-        template = getattr(route, "path", "unmatched")
-        self.metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        self.metrics.latency.labels(template).observe(time.perf_counter() - start)
-        if template == "/v1/lookups":
-            outcome = {200: "found", 404: "nothing_on_file", 422: "invalid_id"}.get(
-                response.status_code, "refused"
-            )
-            self.metrics.lookups.labels(outcome).inc()
-        elif template == "/v1/materials" and request.method == "POST":
-            self.metrics.pushes.labels(str(response.status_code)).inc()
-        return response
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            # The route template, never the concrete path (paths may carry material ids).
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(template).observe(time.perf_counter() - start)
+            if template == "/v1/lookups":
+                outcome = {200: "found", 404: "nothing_on_file", 422: "invalid_id"}.get(status, "refused")
+                self.metrics.lookups.labels(outcome).inc()
+            elif template == "/v1/materials" and method == "POST":
+                self.metrics.pushes.labels(str(status)).inc()
 
 
 def install(app: FastAPI) -> Metrics:
