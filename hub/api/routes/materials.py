@@ -24,6 +24,13 @@ from materials_store.errors import DataError
 router = APIRouter(prefix="/v1/materials", tags=["materials"])
 
 
+async def _jose_body(request: Request) -> str:
+    """The compact JWS a department sends as ``application/jose``."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/jose":
+        raise DataError("the body must be a compact JWS sent as application/jose")
+    return (await request.body()).decode("ascii", errors="replace").strip()
+
+
 @router.get("/{material_id}")
 def get_material_route(
     material_id: str,
@@ -47,9 +54,7 @@ async def push(
     idempotency_key: Annotated[str, Header(min_length=8, max_length=128)],
 ) -> JSONResponse:
     """A department pushes a result: the body is a compact JWS (``application/jose``) signed with its key."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/jose":
-        raise DataError("the body must be a compact JWS sent as application/jose")
-    compact = (await request.body()).decode("ascii", errors="replace").strip()
+    compact = await _jose_body(request)
     result, created = await run_in_threadpool(  # the store is synchronous; keep the event loop free
         push_material,
         session,
@@ -70,9 +75,7 @@ async def push_many(
     idempotency_key: Annotated[str, Header(min_length=8, max_length=128)],
 ) -> BulkResult:
     """Up to 1,000 materials in one signed body ``{"items": [...]}``; each item's result is reported."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/jose":
-        raise DataError("the body must be a compact JWS sent as application/jose")
-    compact = (await request.body()).decode("ascii", errors="replace").strip()
+    compact = await _jose_body(request)
     return await run_in_threadpool(
         push_bulk,
         session,
