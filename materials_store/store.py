@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -993,13 +994,29 @@ def record_usage(
     return record
 
 
+_APPEND_LOCK = threading.Lock()
+
+
 def commit_usage(session: Session, *, attempts: int = 8, **fields: Any) -> UsageRecord:
-    """Append a usage record as its own transaction and commit, retrying when another writer appended
-    first (the chain refused the fork). For acts whose only write is the record (lookups, reads)."""
+    """Append a usage record as its own transaction and commit. For acts whose only write is the record
+    (lookups, reads).
+
+    On SQLite the transaction starts with ``BEGIN IMMEDIATE`` so the chain head is read under the write
+    lock (threads of this process take turns first); on PostgreSQL the advisory lock does the same. A
+    writer that still loses the race (the chain refuses a fork) retries.
+    """
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    session.commit()  # end any read transaction: the append is a transaction of its own
     for attempt in range(attempts):
         try:
-            record = record_usage(session, **fields)
-            session.commit()
+            if sqlite:
+                with _APPEND_LOCK:
+                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                    record = record_usage(session, **fields)
+                    session.commit()
+            else:
+                record = record_usage(session, **fields)
+                session.commit()
             return record
         except Conflict:
             session.rollback()

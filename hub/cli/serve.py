@@ -9,6 +9,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
     port: int = typer.Option(8000, "--port", help="Port to bind."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (info logs every request)."),
 ) -> None:
     """Serve the signed hub API."""
     import uvicorn
