@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -55,19 +56,19 @@ def _env(source: str, name: str) -> str | None:
 
 def source_config(settings: Settings, source: str) -> SourceConfig:
     """The configuration of one source (environment first, then the sandbox state file)."""
-    state: dict[str, object] = {}
+    state: dict[str, Any] = {}
     state_file = settings.home / "sandbox" / "state.json"
     if state_file.exists():
         state = json.loads(state_file.read_text(encoding="utf-8"))
     system = SANDBOX_SYSTEM.get(source)
     systems = state.get("systems", {}) if isinstance(state.get("systems"), dict) else {}
-    rest = systems.get(system, {}) if system else {}  # type: ignore[union-attr]
+    rest = systems.get(system, {}) if system else {}
     sql = state.get("sql", {}) if isinstance(state.get("sql"), dict) else {}
     drops = state.get("drops", {}) if isinstance(state.get("drops"), dict) else {}
     url = _env(source, "URL") or rest.get("url")
     key = _env(source, "API_KEY") or rest.get("api_key")
-    database = _env(source, "DATABASE_URL") or (sql.get(system) if system else None)  # type: ignore[union-attr]
-    inbox = _env(source, "INBOX") or drops.get(source)  # type: ignore[union-attr]
+    database = _env(source, "DATABASE_URL") or (sql.get(system) if system else None)
+    inbox = _env(source, "INBOX") or drops.get(source)
     if not any((url, database, inbox)):
         raise ConfigurationError(
             f"source {source} is not configured: run `onecert sandbox up` or set ONECERT_SOURCE_{source.upper()}_URL",

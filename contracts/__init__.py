@@ -152,8 +152,8 @@ def _parse(path: Path) -> Contract:
             f"contract {path.name} lacks {', '.join(missing) or 'id, version or schema'}", source=source
         )
     sla = {item.property: item for item in odcs.slaProperties or [] if item.property}
-    freshness = int(sla["latency"].value) if "latency" in sla else 24
-    every = int(sla["frequency"].value) if "frequency" in sla else freshness
+    freshness = int(float(str(sla["latency"].value))) if "latency" in sla else 24
+    every = int(float(str(sla["frequency"].value))) if "frequency" in sla else freshness
     validity_raw = custom.get("validityDays", "none")
     validity = None if validity_raw in (None, "none") else int(validity_raw)
     schema = odcs.schema_[0]

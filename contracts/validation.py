@@ -175,8 +175,9 @@ def validate_batch(contract: Contract, frame: pd.DataFrame) -> BatchValidation:
     if SUBJECT_VALID in frame:
         subject_ok = frame[SUBJECT_VALID].to_numpy(dtype=bool)
         reasons = frame[SUBJECT_REASON].to_numpy() if SUBJECT_REASON in frame else [None] * n
-        for position in np.flatnonzero(~subject_ok):
-            failures.setdefault(int(position), []).append(
+        for index in np.flatnonzero(~subject_ok):
+            position = int(index)
+            failures.setdefault(position, []).append(
                 {
                     "rule": "valid_subject_id",
                     "column": contract.subject_field,

@@ -8,7 +8,7 @@ resolved or discarded, usage records only grow.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -252,3 +253,9 @@ class IdempotencyKey(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     material_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+#: The tables as Core ``Table`` objects, for the Core statements on the hot paths.
+MATERIALS = cast(Table, Material.__table__)
+SUBJECTS = cast(Table, Subject.__table__)
+USAGE_RECORDS = cast(Table, UsageRecord.__table__)

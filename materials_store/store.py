@@ -31,6 +31,9 @@ from materials_store.crypto import Keyring
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import CHINA_TZ, Identifier
 from materials_store.models import (
+    MATERIALS,
+    SUBJECTS,
+    USAGE_RECORDS,
     AuditHead,
     Client,
     Material,
@@ -208,7 +211,7 @@ def resolve_subjects(
                 _, name_blob = keyring.encrypt(name.encode("utf-8"), aad=_subject_aad(index) + b":name")
             rows.append((index, identifier.kind.value, id_blob, name_blob, key_id, now, now))
         sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
-        session.connection().exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+        session.connection().exec_driver_sql(sql, rows)
         for chunk in _chunks(missing):
             for row in session.execute(
                 select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
@@ -381,8 +384,8 @@ def upsert_materials(
         by_type.setdefault(item.type_code, []).append(item.source_record_id)
     heads: dict[tuple[str, str], _Head] = {}
     for type_code, record_ids in by_type.items():
-        for record_id, head in _heads(session, type_code, list(dict.fromkeys(record_ids))).items():
-            heads[(type_code, record_id)] = head
+        for record_id, found in _heads(session, type_code, list(dict.fromkeys(record_ids))).items():
+            heads[(type_code, record_id)] = found
 
     now = utcnow()
     current_day = today()
@@ -456,19 +459,19 @@ def upsert_materials(
         _mark_superseded(session, superseded, now)
     if inserts:
         sql = driver.insert_sql("materials", MATERIAL_COLUMNS)
-        session.connection().exec_driver_sql(sql, [tuple(row) for row in inserts])  # type: ignore[arg-type]
+        session.connection().exec_driver_sql(sql, [tuple(row) for row in inserts])
     return result
 
 
 def _mark_superseded(session: Session, pairs: list[dict[str, Any]], now: dt.datetime) -> None:
     statement = (
-        update(Material.__table__)
-        .where(Material.__table__.c.id == bindparam("old_id"))
+        update(MATERIALS)
+        .where(MATERIALS.c.id == bindparam("old_id"))
         .values(
             superseded_by=bindparam("new_id"),
             # A revoked or expired version keeps its status; only a valid one becomes superseded.
             status=func.coalesce(
-                func.nullif(Material.__table__.c.status, "valid"),
+                func.nullif(MATERIALS.c.status, "valid"),
                 "superseded",
             ),
             updated_at=now,
@@ -495,7 +498,7 @@ class MaterialView:
     created_at: dt.datetime
 
 
-_VIEW_COLUMNS = tuple(getattr(Material.__table__.c, name) for name in MaterialView.__slots__)
+_VIEW_COLUMNS = tuple(getattr(MATERIALS.c, name) for name in MaterialView.__slots__)
 
 
 def latest_materials(
@@ -511,12 +514,12 @@ def latest_materials(
     """
     if (subject_id is None) == (blind_index is None):
         raise TypeError("give exactly one of subject_id and blind_index")
-    table = Material.__table__
+    table = MATERIALS
     statement = select(*_VIEW_COLUMNS).where(table.c.status == "valid")
     if subject_id is not None:
         statement = statement.where(table.c.subject_id == subject_id)
     else:
-        subjects = Subject.__table__
+        subjects = SUBJECTS
         statement = statement.join(subjects, subjects.c.id == table.c.subject_id).where(
             subjects.c.blind_index == blind_index
         )
@@ -1039,7 +1042,7 @@ def _row_values(row: Row[Any]) -> dict[str, Any]:
 def verify_usage_chain(session: Session, *, batch_size: int = 5000) -> ChainReport:
     """Recompute the chain: any edited, deleted, inserted or reordered record is found, and the first
     bad one named."""
-    table = UsageRecord.__table__
+    table = USAGE_RECORDS
     expected_prev = GENESIS_HASH
     expected_seq = 1
     checked = 0

@@ -133,8 +133,8 @@ def up(
 
 
 def _stop(entry: dict[str, Any]) -> None:
-    pid = entry.get("pid")
-    if _alive(pid):
+    pid: int | None = entry.get("pid")
+    if pid is not None and _alive(pid):
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         while _alive(pid) and time.monotonic() < deadline:
@@ -143,7 +143,7 @@ def _stop(entry: dict[str, Any]) -> None:
             except ChildProcessError:
                 pass
             time.sleep(0.05)
-        if _alive(pid):
+        if pid is not None and _alive(pid):
             os.killpg(pid, signal.SIGKILL)
     process = _PROCESSES.pop(pid, None) if pid else None
     if process is not None:

@@ -74,7 +74,8 @@ class Store:
     ) -> list[Any]:
         """Up to ``limit`` rows after the position, extended so no run of equal ``updated_at`` is split."""
         db = self.connection()
-        where, params = ["dataset = ?"], [dataset]
+        where: list[str] = ["dataset = ?"]
+        params: list[Any] = [dataset]
         if since:
             where.append("updated_at >= ?")
             params.append(since)

@@ -15,7 +15,7 @@ from rich.table import Table
 from connectors.pipeline import run_sync
 from connectors.sandbox import control
 from hub.bench.store import _raw_insert, _raw_tables
-from materials_store.models import Material
+from materials_store.models import MATERIALS
 from materials_store.runtime import open_store
 from materials_store.settings import Settings
 
@@ -62,7 +62,7 @@ def run_ingest_bench(
         if report.state != "success":
             raise RuntimeError(f"the benchmark sync failed: {report.error}")
         _, raw_materials = _raw_tables(handle.engine)
-        raw_seconds = _raw_insert(handle.sessions, Material.__table__, raw_materials, batch)
+        raw_seconds = _raw_insert(handle.sessions, MATERIALS, raw_materials, batch)
     finally:
         control.down(home)
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -21,7 +21,7 @@ from contracts import load_catalogue
 from hub.bench.synthetic import materials, person_id
 from materials_store.crypto import Keyring
 from materials_store.db import engine_for_url, session_factory, upgrade
-from materials_store.models import Material, Subject
+from materials_store.models import MATERIALS, SUBJECTS
 from materials_store.store import DriverValues, latest_materials, sync_material_types, upsert_materials
 
 
@@ -50,11 +50,11 @@ class StoreBenchResult:
 def _raw_tables(engine: Engine) -> tuple[SqlTable, SqlTable]:
     """Copies of the subjects and materials tables (same columns, same indexes) for the baseline."""
     metadata = MetaData()
-    subjects = Subject.__table__.to_metadata(metadata, name="bench_raw_subjects")
-    raw = Material.__table__.to_metadata(metadata, name="bench_raw_materials")
+    subjects = SUBJECTS.to_metadata(metadata, name="bench_raw_subjects")
+    raw = MATERIALS.to_metadata(metadata, name="bench_raw_materials")
     for table in (subjects, raw):
         for index in list(table.indexes):
-            index.name = f"bench_{index.name}"
+            index.name = f"bench_{index.name}"  # type: ignore[assignment]  # a plain name is fine here
         for constraint in list(table.constraints):
             if constraint.name and not str(constraint.name).startswith("bench_"):
                 constraint.name = f"bench_{constraint.name}"
@@ -77,7 +77,7 @@ def _raw_insert(sessions: Any, source: SqlTable, target: SqlTable, batch: int) -
         for chunk in result.partitions(batch):
             rows = [tuple(row) for row in chunk]
             start = time.perf_counter()
-            writer.connection().exec_driver_sql(insert_sql, rows)  # type: ignore[arg-type]
+            writer.connection().exec_driver_sql(insert_sql, rows)
             writer.commit()
             elapsed += time.perf_counter() - start
     return elapsed
@@ -107,8 +107,8 @@ def run_store_bench(
             upsert_seconds += time.perf_counter() - start
 
     raw_subjects, raw_materials = _raw_tables(engine)
-    raw_seconds = _raw_insert(sessions, Subject.__table__, raw_subjects, batch)
-    raw_seconds += _raw_insert(sessions, Material.__table__, raw_materials, batch)
+    raw_seconds = _raw_insert(sessions, SUBJECTS, raw_subjects, batch)
+    raw_seconds += _raw_insert(sessions, MATERIALS, raw_materials, batch)
 
     subjects = max(1, rows // 4)
     rng = random.Random(11)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -12,7 +14,7 @@ from materials_store.settings import get_settings
 sandbox_app = typer.Typer(help="Sandbox departmental systems (police, tax, health REST; SQL; file drops).")
 
 
-def _home():  # type: ignore[no-untyped-def]
+def _home() -> Path:
     home = get_settings().home
     home.mkdir(parents=True, exist_ok=True)
     return home
