@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -25,6 +26,8 @@ CHINA_TZ = ZoneInfo("Asia/Shanghai")
 USCC_ALPHABET = frozenset("0123456789ABCDEFGHJKLMNPQRTUWXY")
 #: Credit codes of organisations registered at national level carry this division code.
 NATIONAL_DIVISION = "100000"
+#: GB 11714 organisation code (characters 9-17 of a credit code): weights of its eight body characters.
+_ORGANISATION_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
 
 class IdentifierKind(StrEnum):
@@ -80,8 +83,12 @@ def mask(value: str) -> str:
 
 
 def normalise_text(raw: str) -> str:
-    """Fold full-width characters to ASCII (NFKC), drop whitespace, upper-case."""
+    """Fold full-width characters to ASCII (NFKC), drop whitespace and invisible marks, upper-case."""
     folded = unicodedata.normalize("NFKC", raw)
+    if not folded.isascii():
+        # Text pasted from a web page or a Word file carries zero-width spaces and byte-order marks
+        # (format characters, category Cf); they are invisible at the window, so they are not typos.
+        folded = "".join(char for char in folded if unicodedata.category(char) != "Cf")
     return "".join(folded.split()).upper()
 
 
@@ -127,7 +134,7 @@ def parse_person_id(raw: str, *, today: dt.date | None = None) -> Identifier:
         raise InvalidIdentifier(
             InvalidReason.ILLEGAL_CHARACTER, f"character {position} of the ID number must be a digit"
         )
-    if len(value) == 18 and not (value[17].isdigit() or value[17] == "X"):
+    if len(value) == 18 and value[17] not in "0123456789X":
         raise InvalidIdentifier(
             InvalidReason.ILLEGAL_CHARACTER, "the last character of the ID number must be a digit or X"
         )
@@ -200,27 +207,97 @@ def parse_credit_code(raw: str) -> Identifier:
 def parse_identifier(raw: str, *, today: dt.date | None = None) -> Identifier:
     """Parse either kind: a person's ID number or an organisation's credit code.
 
-    Eighteen characters whose first seventeen are digits are read as an ID number first; if that fails
-    and they form a valid credit code, they are one. Otherwise the ID-number error is reported.
+    A valid ID number wins. Otherwise a valid credit code is one, except that a digit string that reads
+    as an ID number (its first two digits a province) must also carry a valid GB 11714 organisation code
+    in characters 9-17: that keeps a mistyped ID number, which passes the credit-code check character
+    one time in 31, from being taken for an organisation. When neither reading is valid, the error is
+    the one of the reading the value resembles (where its division code is), so a clerk who mistyped a
+    credit code is not told about birth dates.
+
+    Raises:
+        InvalidIdentifier: with the reason, for the likelier of the two readings.
     """
     value = normalise_text(raw)
-    if len(value) == 18 and _illegal_position(value[:17]) is not None:
-        try:
-            return parse_credit_code(value)
-        except InvalidIdentifier:
-            # A letter inside what starts like an ID number (a real division code) is a mistyped ID.
-            if value[:6].isdigit() and _region_known(value[:6]):
-                return parse_person_id(value, today=today)
-            raise
+    if len(value) != 18:
+        if len(value) == 15 or not value:  # only an ID number (a first-generation card) has 15
+            return parse_person_id(value, today=today)
+        raise InvalidIdentifier(
+            InvalidReason.WRONG_LENGTH,
+            "an ID number or credit code has 18 characters (or 15 for a first-generation ID card), "
+            f"not {len(value)}",
+        )
+    if _illegal_position(value[:17]) is not None:
+        # A letter before the last character: no ID number, and no need for a second reading to win.
+        as_organisation = _attempt(parse_credit_code, value)
+        if isinstance(as_organisation, Identifier):
+            return as_organisation
+        as_person = _attempt(lambda v: parse_person_id(v, today=today), value)
+        if isinstance(as_person, Identifier):  # never: an ID number has digits there
+            return as_person
+    else:
+        as_person = _attempt(lambda v: parse_person_id(v, today=today), value)
+        if isinstance(as_person, Identifier):
+            return as_person
+        as_organisation = _attempt(parse_credit_code, value)
+        if isinstance(as_organisation, Identifier):
+            # Starting with a province, it reads as an ID number too, and a mistyped ID number passes
+            # the credit-code check one time in 31: the organisation code's own check must agree.
+            if not _region_known(value[:2] + "0000") or _organisation_code_valid(value[8:17]):
+                return as_organisation
+            as_organisation = InvalidIdentifier(
+                InvalidReason.WRONG_CHECK_CHARACTER,
+                "the organisation code in characters 9 to 17 of the credit code has a wrong check character",
+            )
+    raise _likelier_error(value, as_person, as_organisation)
+
+
+_REASON_STAGE = {
+    InvalidReason.EMPTY: 0,
+    InvalidReason.WRONG_LENGTH: 0,
+    InvalidReason.ILLEGAL_CHARACTER: 1,
+    InvalidReason.IMPOSSIBLE_BIRTH_DATE: 2,
+    InvalidReason.FUTURE_BIRTH_DATE: 2,
+    InvalidReason.UNKNOWN_REGION: 2,
+    InvalidReason.WRONG_CHECK_CHARACTER: 3,
+}
+
+
+def _attempt(parse: Callable[[str], Identifier], value: str) -> Identifier | InvalidIdentifier:
     try:
-        return parse_person_id(value, today=today)
-    except InvalidIdentifier:
-        if len(value) == 18:
-            try:
-                return parse_credit_code(value)
-            except InvalidIdentifier:
-                pass
-        raise
+        return parse(value)
+    except InvalidIdentifier as error:
+        return error
+
+
+def _likelier_error(
+    value: str, as_person: InvalidIdentifier, as_organisation: InvalidIdentifier
+) -> InvalidIdentifier:
+    """The error of the reading an invalid 18-character value resembles, judged by its division code."""
+    person_region = value[:6]
+    organisation_region = value[2:8]
+    reads_as_person = _illegal_position(person_region) is None and _region_known(person_region)
+    reads_as_organisation = _illegal_position(organisation_region) is None and (
+        organisation_region == NATIONAL_DIVISION or _region_known(organisation_region)
+    )
+    if reads_as_person and reads_as_organisation:
+        # Both places are real: the reading that got further (a wrong check character only) is meant.
+        later = _REASON_STAGE[as_organisation.reason] > _REASON_STAGE[as_person.reason]
+        return as_organisation if later else as_person
+    if reads_as_person or reads_as_organisation:
+        return as_person if reads_as_person else as_organisation
+    # Neither place is real: every ID number starts with a province, few credit codes do.
+    return as_person if _region_known(value[:2] + "0000") else as_organisation
+
+
+def _organisation_code_valid(code: str) -> bool:
+    """GB 11714: eight characters (digits or letters, A=10) and a check character (0-9 or X)."""
+    if len(code) != 9 or not code.isascii() or not code[:8].isalnum():
+        return False
+    total = sum(
+        int(char, 36) * weight for char, weight in zip(code[:8], _ORGANISATION_CODE_WEIGHTS, strict=True)
+    )
+    check = (11 - total % 11) % 11
+    return code[8] == ("X" if check == 10 else str(check))
 
 
 def check_character(first17: str) -> str:
