@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ NONCE_BYTES = 12
 KEY_BYTES = 32
 #: How many retired signing keys stay published in the JWKS.
 PUBLISHED_PREVIOUS_SIGNING_KEYS = 2
+#: Fewer distinct byte values than this in 32 bytes never happens by chance (p < 1e-20).
+_MIN_DISTINCT_BYTES = 8
+#: Bytes a typed placeholder is made of: printable ASCII, whitespace and NUL padding.
+_TYPED_BYTES = frozenset(range(0x20, 0x7F)) | frozenset(b"\0\t\n\r")
 
 
 def _b64(data: bytes) -> str:
@@ -48,7 +53,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    # Microseconds: published_signing_keys orders keys by it, and rotations can come within a second.
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _new_id(prefix: str) -> str:
@@ -56,8 +62,9 @@ def _new_id(prefix: str) -> str:
 
 
 def _looks_like_placeholder(key: bytes) -> bool:
-    """All-same bytes or a readable word such as ``changeme`` padded out are not keys."""
-    return len(set(key)) <= 2 or key.rstrip(b"\0").isascii() and key.rstrip(b"\0").isalpha()
+    """Low-variety bytes (all zeros, a repeated pattern) or typed text (``changeme`` padded out, a
+    password, hex digits) are not keys: 32 random bytes are all printable with probability ~1e-14."""
+    return len(set(key)) < _MIN_DISTINCT_BYTES or set(key) <= _TYPED_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +209,10 @@ class Keyring:
         """Parse a keyring document; refuses malformed, short or placeholder keys."""
         try:
             document = json.loads(text)
+            if document.get("version", KEYRING_VERSION) != KEYRING_VERSION:
+                raise ConfigurationError(
+                    f"the keyring has version {document['version']!r}; this hub reads version {KEYRING_VERSION}"
+                )
             blind = _unb64(document["blind_index_key"])
             data_keys = {kid: _unb64(key) for kid, key in document["data_keys"].items()}
             current = document["current_data_key"]
@@ -220,7 +231,10 @@ class Keyring:
             raise ConfigurationError("the keyring's current data key is not among its data keys")
         if current_signing is not None and current_signing not in signing:
             raise ConfigurationError("the keyring's current signing key is not among its signing keys")
-        for name, key in [("blind_index_key", blind), *data_keys.items()]:
+        seeds = [
+            (kid, key.private_key.private_bytes_raw()) for kid, key in signing.items()
+        ]  # the 32-byte Ed25519 seed, which a copied example key would share with everyone
+        for name, key in [("blind_index_key", blind), *data_keys.items(), *seeds]:
             if len(key) != KEY_BYTES:
                 raise ConfigurationError(f"key {name} must be {KEY_BYTES} bytes", key_id=name)
             if not allow_placeholders and _looks_like_placeholder(key):
@@ -230,15 +244,44 @@ class Keyring:
                 )
         return cls(blind, data_keys, current, signing, current_signing)
 
-    def save(self, path: Path) -> None:
-        """Write atomically with mode 0600; the directory is created 0700."""
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.to_json())
-        os.replace(tmp, path)
-        os.chmod(path, 0o600)
+    def save(self, path: Path, *, overwrite: bool = True) -> None:
+        """Write atomically and durably with mode 0600; a folder it creates is 0700.
+
+        Args:
+            path: the keyring file.
+            overwrite: replace an existing file. When false, an existing file is left alone.
+
+        Raises:
+            FileExistsError: ``overwrite`` is false and the file exists (perhaps just written by
+                another process starting at the same time).
+        """
+        try:
+            path.parent.mkdir(parents=True, mode=0o700)
+        except FileExistsError:
+            pass
+        else:
+            path.parent.chmod(0o700)  # mkdir's mode is filtered by the umask
+        # mkstemp creates a new file 0600 (never reusing a stale, wider one), in the same folder so
+        # that the rename is atomic; fsync before and after it, since a lost keyring loses every row.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.to_json())
+                handle.flush()
+                os.fsync(handle.fileno())
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                os.link(tmp, path)  # atomic and never replaces: the first writer wins
+                os.unlink(tmp)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 def load_keyring(settings: Settings, *, create: bool | None = None) -> Keyring:
@@ -254,14 +297,19 @@ def load_keyring(settings: Settings, *, create: bool | None = None) -> Keyring:
     if settings.keyring_json is not None:
         return Keyring.from_json(settings.keyring_json.get_secret_value(), allow_placeholders=settings.dev)
     path = settings.resolved_keyring_file
+    if not path.exists() and (create if create is not None else settings.dev):
+        keyring = Keyring.generate()
+        try:
+            # Never replace: hub workers starting together would each keep a different keyring.
+            keyring.save(path, overwrite=False)
+        except FileExistsError:
+            pass  # another process made it first; read theirs below
+        else:
+            return keyring
     if path.exists():
         if path.stat().st_mode & 0o077:
             raise ConfigurationError("the keyring file must not be readable by group or others (chmod 600)")
         return Keyring.from_json(path.read_text(encoding="utf-8"), allow_placeholders=settings.dev)
-    if create if create is not None else settings.dev:
-        keyring = Keyring.generate()
-        keyring.save(path)
-        return keyring
     raise ConfigurationError(
         "no keyring: run `onecert keys init` (or set ONECERT_DEV=1 to generate one for development)"
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from materials_store.crypto import Keyring, load_keyring
-from materials_store.settings import get_settings
+from materials_store.errors import ConfigurationError
+from materials_store.settings import Settings, get_settings
 
 keys_app = typer.Typer(help="The hub's keyring: data encryption keys and response-signing keys.")
 
@@ -14,11 +15,13 @@ keys_app = typer.Typer(help="The hub's keyring: data encryption keys and respons
 def init() -> None:
     """Generate a new keyring file (mode 0600) unless one exists."""
     settings = get_settings()
+    _refuse_environment_keyring(settings)
     path = settings.resolved_keyring_file
-    if path.exists():
+    try:
+        Keyring.generate().save(path, overwrite=False)
+    except FileExistsError:
         typer.echo(f"keyring already exists at {path}", err=True)
-        raise typer.Exit(1)
-    Keyring.generate().save(path)
+        raise typer.Exit(1) from None
     typer.echo(f"created {path}")
 
 
@@ -28,10 +31,12 @@ def rotate(
 ) -> None:
     """Make a new key current. Old rows stay readable; `onecert keys reencrypt` moves them over."""
     settings = get_settings()
-    if settings.keyring_json is not None:
-        typer.echo("the keyring comes from ONECERT_KEYRING_JSON; rotate it where it is managed", err=True)
-        raise typer.Exit(1)
-    keyring = load_keyring(settings)
+    _refuse_environment_keyring(settings)
+    try:
+        keyring = load_keyring(settings)
+    except ConfigurationError as error:
+        typer.echo(f"configuration error: {error.detail}", err=True)
+        raise typer.Exit(2) from None
     new_id = keyring.rotate_signing_key() if signing else keyring.rotate_data_key()
     keyring.save(settings.resolved_keyring_file)
     typer.echo(new_id)
@@ -47,6 +52,13 @@ def reencrypt_command() -> None:
     with handle.sessions() as session:
         moved = reencrypt(session, keyring=handle.keyring)
     typer.echo(f"re-encrypted {moved} rows with key {handle.keyring.current_data_key_id}")
+
+
+def _refuse_environment_keyring(settings: Settings) -> None:
+    # A file written here would be ignored: ONECERT_KEYRING_JSON takes precedence.
+    if settings.keyring_json is not None:
+        typer.echo("the keyring comes from ONECERT_KEYRING_JSON; manage it where it is set", err=True)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
