@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -252,6 +253,92 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))
     material_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ValidationResult(Base):
+    """One expectation's outcome in one sync run: the history behind the stewards' pass-rate trends."""
+
+    __tablename__ = "validation_results"
+    __table_args__ = (Index("ix_validation_results_source_at", "source", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expectation: Mapped[str] = mapped_column(String(128))
+    column: Mapped[str | None] = mapped_column(String(128))
+    rule: Mapped[str] = mapped_column(String(128))
+    success: Mapped[bool] = mapped_column(Boolean)
+    element_count: Mapped[int] = mapped_column(Integer, default=0)
+    unexpected_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IdentityConflict(Base):
+    """Sources that disagree about one subject's name or birth date; the values are kept encrypted."""
+
+    __tablename__ = "identity_conflicts"
+    __table_args__ = (UniqueConstraint("subject_id", "field"), Index("ix_identity_conflicts_status", "status"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"))
+    field: Mapped[str] = mapped_column(String(32))
+    sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    detail_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(64))
+    detail_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Promise(Base):
+    """容缺承诺: a case accepted without one material, on the applicant's promise to bring it by a date."""
+
+    __tablename__ = "promises"
+    __table_args__ = (
+        Index("ix_promises_subject_type_state", "subject_id", "type_code", "state"),
+        Index("ix_promises_state_due", "state", "due_date"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_ref: Mapped[str] = mapped_column(String(128), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"))
+    type_code: Mapped[str] = mapped_column(String(64))
+    service_item: Mapped[str | None] = mapped_column(String(64))
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    flagged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class CaseMaterial(Base):
+    """A material a case reused, so a later revocation or supersession can alert that case's window."""
+
+    __tablename__ = "case_materials"
+    __table_args__ = (Index("ix_case_materials_material", "material_id"),)
+
+    case_ref: Mapped[str] = mapped_column(String(128), primary_key=True)
+    material_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CaseAlert(Base):
+    """A change to a material a case reused: revoked or superseded after the case read it."""
+
+    __tablename__ = "case_alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_ref: Mapped[str] = mapped_column(String(128), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    material_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
