@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: Requests per minute one client may make before it gets 429.
     rate_limit_per_minute: int = Field(default=6000, ge=1)
+    #: Seconds a lookup may spend pulling a stale material's subject from its source (freshness pulls).
+    freshness_pull_seconds: float = Field(default=3.0, gt=0, le=30)
 
     @property
     def resolved_database_url(self) -> str:

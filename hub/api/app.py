@@ -8,7 +8,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.api import metrics, problems
 from hub.api.jose import TokenService
 from hub.api.ratelimit import RateLimiter
-from hub.api.routes import clients, health, jwks, lookups, materials, oauth, usage
+from hub.api.routes import (
+    cases,
+    catalog,
+    clients,
+    health,
+    jwks,
+    lookups,
+    materials,
+    oauth,
+    promises,
+    usage,
+)
 from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
 
@@ -49,6 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     metrics.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, jwks, oauth, clients, lookups, materials, usage):
+    for module in (health, jwks, oauth, clients, lookups, materials, usage, catalog, promises, cases):
         app.include_router(module.router)
     return app
