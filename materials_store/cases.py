@@ -176,7 +176,7 @@ def flag_overdue_promises(session: Session, *, today: dt.date | None = None) -> 
         update(Promise)
         .where(Promise.state == "open", Promise.due_date < day)
         .values(state="overdue", flagged_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session="fetch")
     )
     return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
 
@@ -254,13 +254,14 @@ def alert_cases(
         ).all()
         if not reusers:
             continue
-        raised = set(
-            session.execute(
+        raised = {
+            (case_ref, material_id)
+            for case_ref, material_id in session.execute(
                 select(CaseAlert.case_ref, CaseAlert.material_id).where(
                     CaseAlert.material_id.in_(chunk), CaseAlert.kind == kind
                 )
-            ).tuples()
-        )
+            )
+        }
         for case_ref, client_id, material_id in reusers:
             if (case_ref, material_id) in raised:
                 continue
