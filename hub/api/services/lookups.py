@@ -31,8 +31,12 @@ class LookupRequest(BaseModel):
     id: str = Field(min_length=1, max_length=64, description="ID number or credit code, as typed")
     case_ref: str = Field(min_length=1, max_length=64, description="办件号: the case this lookup serves")
     purpose: str = Field(min_length=1, max_length=200, description="Why the data is used")
-    service_item: str | None = Field(default=None, max_length=64)
-    bundle: str | None = Field(default=None, max_length=64)
+    service_item: str | None = Field(
+        default=None, max_length=64, description="事项 code: answer its readiness (see /v1/catalog/items)"
+    )
+    bundle: str | None = Field(
+        default=None, max_length=64, description="一件事 code: answer its readiness (see /v1/catalog/bundles)"
+    )
 
 
 class SubjectView(BaseModel):
