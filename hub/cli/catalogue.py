@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import StrEnum
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,7 +35,16 @@ def _types(as_json: bool) -> None:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     table = Table(title="OneCert material catalogue · 证照材料目录")
-    for header in ("code", "中文名", "English", "department", "subject", "validity", "freshness SLA", "source"):
+    for header in (
+        "code",
+        "中文名",
+        "English",
+        "department",
+        "subject",
+        "validity",
+        "freshness SLA",
+        "source",
+    ):
         table.add_column(header)
     for contract in contracts:
         spec = contract.material_type
@@ -71,8 +81,14 @@ def _items(as_json: bool) -> None:
         table.add_column(header)
     for item in found:
         needs = "\n".join(
-            _requirement_text(tuple(r.types), required=r.required, waivable=r.waivable, due=r.due_days,
-                              online=r.online, max_age=r.max_age_days)  # fmt: skip
+            _requirement_text(
+                tuple(r.types),
+                required=r.required,
+                waivable=r.waivable,
+                due=r.due_days,
+                online=r.online,
+                max_age=r.max_age_days,
+            )  # fmt: skip
             for r in item.requirements
         )
         table.add_row(item.code, item.name_zh, item.name_en, item.department, needs, ", ".join(item.issues))
@@ -91,8 +107,14 @@ def _bundles(as_json: bool) -> None:
         table.add_column(header)
     for bundle in found:
         needs = "\n".join(
-            _requirement_text(tuple(n.types), required=n.required, waivable=n.waivable, due=n.due_days,
-                              online=n.online, max_age=n.max_age_days)  # fmt: skip
+            _requirement_text(
+                tuple(n.types),
+                required=n.required,
+                waivable=n.waivable,
+                due=n.due_days,
+                online=n.online,
+                max_age=n.max_age_days,
+            )  # fmt: skip
             + (f" ← issued by {n.issued_by}" if n.issued_by else f" → {len(n.serves)} item(s)")
             for n in bundle.needs
         )
@@ -101,8 +123,10 @@ def _bundles(as_json: bool) -> None:
 
 
 def catalogue(
-    kind: Kind = typer.Argument(Kind.types, help="What to list: material types, service items or bundles."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    kind: Annotated[
+        Kind, typer.Argument(help="What to list: material types, service items or bundles.")
+    ] = Kind.types,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """List the material types (with owner departments, validity rules and freshness SLAs), the service
     items and what they need, or the bundles and their merged needs."""
