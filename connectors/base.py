@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from connectors.config import SourceConfig
+from materials_store.errors import FatalError
 
 DEFAULT_STREAM = "default"
 
@@ -58,6 +59,18 @@ class Connector(ABC):
         The in-process pipeline uses each page's ``after_commit`` instead.
         """
         return None
+
+    def fetch_subject(self, subject_id: str) -> list[dict[str, Any]]:
+        """One subject's current records, for an on-demand freshness pull; most transports cannot.
+
+        Raises:
+            FatalError: this connector cannot read one subject.
+        """
+        raise FatalError(f"{self.name}: the source cannot be queried by subject", source=self.name)
+
+    @classmethod
+    def can_fetch_subject(cls) -> bool:
+        return getattr(cls, "subject_path", None) is not None
 
     def map_row(self, row: dict[str, Any]) -> dict[str, Any]:
         mapping = self.field_map

@@ -23,6 +23,7 @@ from connectors.base import Page
 from connectors.config import source_config
 from connectors.registry import get_connector
 from contracts import Contract, load_contract
+from materials_store.cases import settle_arrivals
 from materials_store.errors import OneCertError
 from materials_store.identity import Identifier, IdentifierKind, InvalidIdentifier, parse_identifier
 from materials_store.models import SyncState
@@ -217,6 +218,7 @@ def process_batch(
         result = upsert_materials(
             session, keyring=handle.keyring, items=materials, source=contract.source, run_id=run_id
         )
+        settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises close, cases get alerts
         quarantine_rows(session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=bad)
         for stream, value in dict(commits).items():  # the last value of each stream covers the batch
             save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)

@@ -124,6 +124,9 @@ class RestConnector(Connector):
     """A REST source: declare ``path``, ``paginator()`` and ``auth_headers()``."""
 
     path: ClassVar[str]
+    #: The source's by-subject endpoint (POST ``{subject_key: id}``, answered like a page), if it has one.
+    subject_path: ClassVar[str | None] = None
+    subject_key: ClassVar[str] = "subject_id"
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
@@ -145,10 +148,30 @@ class RestConnector(Connector):
         """One page, retried on retriable failures with backoff."""
         return self._fetch_with_retry(params)
 
-    def _fetch_once(self, params: dict[str, Any]) -> dict[str, Any]:
+    def fetch_subject(self, subject_id: str) -> list[dict[str, Any]]:
+        """Every current record of one subject, in contract field names (an on-demand freshness pull).
+
+        One attempt within the configured timeout: the caller is waiting. The ID travels in a POST body,
+        never in a URL.
+
+        Raises:
+            FatalError: this source has no by-subject endpoint (``subject_path``) or refused the request.
+            RetriableError: the source is down, timed out or failed.
+        """
+        if self.subject_path is None:
+            raise FatalError(f"{self.name}: the source cannot be queried by subject", source=self.name)
+        body = self._fetch_once({}, path=self.subject_path, json={self.subject_key: subject_id})
+        return [self.map_row(item) for item in self.paginator().items(body)]
+
+    def _fetch_once(
+        self, params: dict[str, Any], *, path: str | None = None, json: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         self.limiter.wait()
         try:
-            response = self.client.get(self.path, params=params)
+            if json is None:
+                response = self.client.get(path or self.path, params=params)
+            else:
+                response = self.client.post(path or self.path, params=params, json=json)
         except httpx.TimeoutException:
             raise RetriableError(f"{self.name}: the source timed out", source=self.name) from None
         except httpx.TransportError as error:  # refused, reset, dropped mid-body

@@ -13,6 +13,7 @@ class PoliceIdCards(RestConnector):
 
     name = "police_id_card"
     path = "/v1/persons"
+    subject_path = "/v1/persons/by-subject"
     subject_name_field = "name"
 
 
@@ -21,6 +22,7 @@ class PoliceHukou(RestConnector):
 
     name = "police_hukou"
     path = "/v1/households"
+    subject_path = "/v1/households/by-subject"
     subject_name_field = "name"
 
 
@@ -29,6 +31,7 @@ class HealthBirths(RestConnector):
 
     name = "health_births"
     path = "/v1/births"
+    subject_path = "/v1/births/by-subject"
 
 
 class TaxCertificates(RestConnector):
@@ -36,6 +39,8 @@ class TaxCertificates(RestConnector):
 
     name = "tax_certificates"
     path = "/api/wszm"
+    subject_path = "/api/wszm/by-subject"
+    subject_key = TAX_FIELDS["subject_id"]
     field_map = {source: contract for contract, source in TAX_FIELDS.items()}
 
     def paginator(self) -> Paginator:

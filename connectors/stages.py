@@ -46,6 +46,7 @@ from connectors.pipeline import (
 from connectors.registry import get_connector
 from contracts import Contract, load_contract
 from contracts.data_docs import save_result
+from materials_store.cases import settle_arrivals
 from materials_store.errors import DataError
 from materials_store.models import Material, utcnow
 from materials_store.quality import record_validation
@@ -242,7 +243,8 @@ def load(handle: StoreHandle, *, source: str, run_id: str) -> StageCounts:
         checked = _checked(staging, contract, number, rows)
         materials, _ = split_checked(contract, name_field=name_field, checked=checked)
         with handle.sessions() as session:
-            upsert_materials(session, keyring=handle.keyring, items=materials, source=source, run_id=run_id)
+            result = upsert_materials(session, keyring=handle.keyring, items=materials, source=source, run_id=run_id)
+            settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises, alerts
             session.commit()
         valid += len(materials)
     since = dt.datetime.fromisoformat(staging.get("extract.json")["started_at"])

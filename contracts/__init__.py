@@ -120,6 +120,11 @@ class Contract:
         raise KeyError(name)
 
     @property
+    def push_only(self) -> bool:
+        """Results the issuing department pushes (``transport: push``): no connector, no sync DAG."""
+        return self.transport == "push"
+
+    @property
     def schedule(self) -> dt.timedelta:
         """How often the source is synced (the contract's ``frequency`` SLA property)."""
         return dt.timedelta(hours=self.sync_every_hours)

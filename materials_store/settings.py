@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: Requests per minute one client may make before it gets 429.
     rate_limit_per_minute: int = Field(default=6000, ge=1)
+    #: Seconds a lookup may spend pulling a stale material's subject from its source (freshness pulls).
+    freshness_pull_seconds: float = Field(default=3.0, gt=0, le=30)
     #: Loopback port of the hub when the demo (``onecert up``) runs it in the background.
     hub_port: int = Field(default=8000, ge=1, le=65535)
     #: Loopback port of the embedded Airflow's UI and API (``airflow standalone``).

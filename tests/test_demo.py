@@ -34,7 +34,8 @@ def test_demo_creates_store_syncs_the_sandbox_and_reports_sources(tmp_path: Path
         assert oct(keyring.stat().st_mode & 0o777) == "0o600"
         engine = create_engine(f"sqlite:///{tmp_path / 'onecert.db'}")
         with engine.connect() as connection:
-            assert connection.execute(select(func.count()).select_from(MaterialType)).scalar() == 9
+            # Nine synced sources and eight push-only types (results departments push).
+            assert connection.execute(select(func.count()).select_from(MaterialType)).scalar() == 17
             assert connection.execute(select(func.count()).select_from(Material)).scalar() > 500
             assert connection.execute(select(func.count()).select_from(QuarantineRow)).scalar() > 0
         listed = json.loads(_run(env, "sources", "--json").stdout)

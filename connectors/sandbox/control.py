@@ -306,3 +306,46 @@ def _advance_files(
         out.append(((stamp + dt.timedelta(seconds=offset)).isoformat(), row))
     write_files(home, source, iter(out), prefix=f"update-{stamp:%Y%m%d%H%M%S}")
     return len(out)
+
+
+def families(home: Path, *, limit: int = 5) -> list[dict[str, Any]]:
+    """Sandbox families with a newborn whose records carry no seeded defect (the mother's ID card, household
+    registration and marriage, and the birth) and whose ID card is still valid: for walking a window through
+    the newborn bundle."""
+    from connectors.sandbox.generate import load_manifest
+
+    directory = sandbox_dir(home)
+    manifest = load_manifest(home)
+    defective = {
+        rid for source in manifest["sources"].values() for ids in source["defects"].values() for rid in ids
+    }
+
+    def clean(db_name: str, sql: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        with sqlite3.connect(directory / db_name) as db:
+            for record_id, subject_id in db.execute(sql):
+                found.setdefault(subject_id, []).append(record_id)
+        return {subject: ids for subject, ids in found.items() if not set(ids) & defective}
+
+    body_subjects = "SELECT record_id, json_extract(body, '$.subject_id') FROM records WHERE dataset = '{}'"
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    cards = clean(  # an ID card that has not expired
+        "police.db",
+        body_subjects.format("persons")
+        + f" AND coalesce(json_extract(body, '$.valid_until'), '9999') >= '{today}'",  # noqa: S608 - a date
+    )
+    households = clean("police.db", body_subjects.format("households"))
+    marriages = clean("civil.db", "SELECT record_id, subject_id FROM marriage_registration")
+    result = []
+    with sqlite3.connect(directory / "health.db") as db:
+        rows = db.execute("SELECT record_id, body FROM records WHERE dataset = 'births' ORDER BY row_seq").fetchall()
+    for record_id, body in rows:
+        birth = json.loads(body)
+        mother = birth["subject_id"]
+        if record_id in defective or not all(mother in held for held in (cards, households, marriages)):
+            continue
+        fields = ("mother_id", "mother_name", "father_id", "child_name", "birth_date")
+        result.append({key: birth[key] for key in fields})
+        if len(result) >= limit:
+            break
+    return result

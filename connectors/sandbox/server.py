@@ -7,6 +7,9 @@
 - health (卫健): ``GET /v1/births``, the same style.
 - tax (税务): ``GET /api/wszm?page=1&size=500&gxsj_start=...``, page/size pagination with ``total``, its own
   field names, header ``Authorization: Bearer <key>``.
+- By subject (for the hub's on-demand freshness pulls): ``POST /v1/{dataset}/by-subject`` with
+  ``{"subject_id": ...}`` (tax: ``POST /api/wszm/by-subject`` with ``{"nsrsbh": ...}``) answers that subject's
+  records like a page. The ID travels in the body, never in a URL.
 
 Fault switches (``POST /_sandbox/fault`` with ``{"mode", "times", "delay"}``, same key): ``error500``,
 ``timeout`` (answers after ``delay`` seconds), ``drop`` (closes the connection in the middle of the body),
@@ -97,6 +100,14 @@ class Store:
         else:
             more = False
         return [rows, more]
+
+    def of_subject(self, dataset: str, field: str, subject_id: str) -> list[str]:
+        """Every row of one subject (by its ID field in the body), in cursor order."""
+        rows = self.connection().execute(
+            "SELECT body FROM records WHERE dataset = ? AND json_extract(body, ?) = ? ORDER BY updated_at, row_seq",
+            (dataset, f"$.{field}", subject_id),
+        ).fetchall()
+        return [row[0] for row in rows]
 
     def page_offset(self, dataset: str, since: str | None, offset: int, size: int) -> tuple[list[str], int]:
         db = self.connection()
@@ -203,6 +214,24 @@ def build_app(system: str, database: Path, api_key: str) -> Starlette:
         )
         return Response(body, media_type="application/json")
 
+    async def by_subject(request: Request) -> Response:
+        """One subject's records (the ID in a POST body, never a URL), answered like a page."""
+        if not authorised(request):
+            return JSONResponse({"error": "unauthorised"}, status_code=401)
+        if (faulty := await apply_fault(request)) is not None:
+            return faulty
+        dataset = request.path_params.get("dataset", "wszm")
+        if dataset not in DATASETS[system]:
+            return JSONResponse({"error": "no such dataset"}, status_code=404)
+        field = "nsrsbh" if system == "tax" else "subject_id"
+        try:
+            subject_id = str((await request.json())[field])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": f"the body must be {{{field!r}: ...}}"}, status_code=400)
+        bodies = await asyncio.to_thread(store.of_subject, dataset, field, subject_id)
+        key = "data" if system == "tax" else "items"
+        return Response(f'{{"{key}":[' + ",".join(bodies) + "]}", media_type="application/json")
+
     async def set_fault(request: Request) -> Response:
         if not authorised(request):
             return JSONResponse({"error": "unauthorised"}, status_code=401)
@@ -217,8 +246,10 @@ def build_app(system: str, database: Path, api_key: str) -> Starlette:
 
     routes = [Route("/healthz", health), Route("/_sandbox/fault", set_fault, methods=["POST"])]
     if system == "tax":
+        routes.append(Route("/api/wszm/by-subject", by_subject, methods=["POST"]))
         routes.append(Route("/api/wszm", tax_page))
     else:
+        routes.append(Route("/v1/{dataset}/by-subject", by_subject, methods=["POST"]))
         routes.append(Route("/v1/{dataset}", cursor_page))
     return Starlette(routes=routes)
 

@@ -10,7 +10,20 @@ from contracts.data_docs import site_dir
 from hub.api import metrics, problems
 from hub.api.jose import TokenService
 from hub.api.ratelimit import RateLimiter
-from hub.api.routes import clients, health, jwks, lookups, materials, oauth, quarantine, sources, usage
+from hub.api.routes import (
+    cases,
+    catalog,
+    clients,
+    health,
+    jwks,
+    lookups,
+    materials,
+    oauth,
+    promises,
+    quarantine,
+    sources,
+    usage,
+)
 from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
 
@@ -51,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     metrics.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, jwks, oauth, clients, lookups, materials, usage, sources, quarantine):
+    for module in (health, jwks, oauth, clients, lookups, materials, usage, catalog, promises, cases,
+                   sources, quarantine):
         app.include_router(module.router)
     app.mount("/data-docs", _data_docs(settings), name="data-docs")
     return app

@@ -95,5 +95,28 @@ def fault_command(
     typer.echo(f"{system}: {mode}")
 
 
+@sandbox_app.command("family")
+def family_command(
+    field: str | None = typer.Option(None, "--field", help="Print only this field (e.g. mother_id)."),
+) -> None:
+    """A sandbox family with a newborn and clean records (and a valid ID card), for
+    walking through 新生儿出生一件事. The data is synthetic; real IDs are never printed by the hub."""
+    import json
+
+    from connectors.sandbox.control import families
+
+    found = families(_home(), limit=1)
+    if not found:
+        typer.echo("no sandbox family with a newborn: run `onecert sandbox up`", err=True)
+        raise typer.Exit(1)
+    if field is not None:
+        if field not in found[0]:
+            typer.echo(f"no field {field!r} (fields: {', '.join(found[0])})", err=True)
+            raise typer.Exit(2)
+        typer.echo(found[0][field])
+        return
+    typer.echo(json.dumps(found[0], ensure_ascii=False, indent=1))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(sandbox_app, name="sandbox")

@@ -25,6 +25,15 @@ EXPECTED_TYPES = {
     "health.birth_certificate": ("出生医学证明", "health", "person"),
     "medins.enrolment": ("医保参保凭证", "medins", "person"),
     "natres.property_title": ("不动产权证书", "natres", "any"),
+    # Push-only: departments push these results; no connector reads them.
+    "police.seal_filing": ("印章刻制备案", "police", "organisation"),
+    "tax.registration": ("税务登记信息确认", "tax", "organisation"),
+    "hrss.employment_registration": ("就业登记证明", "hrss", "person"),
+    "hrss.unit_registration": ("社会保险单位登记", "hrss", "organisation"),
+    "hrss.startup_subsidy": ("创业补贴核定通知", "hrss", "person"),
+    "utility.water_account": ("供水户号", "utility", "any"),
+    "utility.power_account": ("供电户号", "utility", "any"),
+    "utility.gas_account": ("燃气户号", "utility", "any"),
 }
 DATACONTRACT = Path(sys.executable).with_name("datacontract")
 
@@ -60,6 +69,14 @@ def test_every_contract_names_owner_fields_rules_and_sla() -> None:
         assert contract.rules and 0 < contract.quarantine_threshold < 1
         assert contract.freshness_sla_hours > 0 and contract.schedule.total_seconds() > 0
     assert load_contract("hrss_social_insurance").encoding == "gbk"
+
+
+def test_every_pulled_source_has_a_connector_and_push_only_types_have_none() -> None:
+    from connectors.registry import source_names
+
+    pulled = {c.source for c in load_contracts() if not c.push_only}
+    assert pulled == set(source_names())
+    assert {c.material_type.code for c in load_contracts() if c.push_only} >= {"utility.water_account"}
 
 
 GOOD = {

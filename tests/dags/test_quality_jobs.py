@@ -12,7 +12,8 @@ from connectors import stages
 from connectors.pipeline import run_sync
 from connectors.sandbox.generate import load_manifest
 from dags import jobs
-from materials_store.models import IdentityConflict, Material
+from materials_store.cases import open_promise
+from materials_store.models import IdentityConflict, Material, Promise
 from materials_store.quality import dismiss_conflict, list_conflicts, reconcile_identity
 from materials_store.runtime import StoreHandle
 
@@ -45,7 +46,7 @@ def test_reconcile_identity_records_each_name_that_disagrees_with_police(sandbox
         assert third.conflicts_open == len(subjects) - 1  # a dismissed conflict stays dismissed
 
 
-def test_expire_job_expires_materials_past_their_validity(sandbox: Path, store: StoreHandle) -> None:
+def test_expire_job_expires_materials_and_flags_overdue_promises(sandbox: Path, store: StoreHandle) -> None:
     assert run_sync("tax_certificates", handle=store).state == "success"  # valid 90 days
     with store.sessions() as session:
         material = session.scalars(select(Material).where(Material.status == "valid")).first()
@@ -53,9 +54,18 @@ def test_expire_job_expires_materials_past_their_validity(sandbox: Path, store: 
         material.valid_until = dt.date(2020, 1, 1)
         session.commit()
         material_id = material.id
-    assert jobs.expire_and_flag()["expired"] >= 1
+        promise, _ = open_promise(
+            session, case_ref="HZ-2026-1", client_id="window-1", subject_id=material.subject_id,
+            type_code="police.hukou", due_date=dt.date.today() + dt.timedelta(days=1),
+        )  # fmt: skip
+        promise.due_date = dt.date(2026, 1, 5)  # time passes: the promise is not kept
+        session.commit()
+        promise_id = promise.id
+    done = jobs.expire_and_flag()
+    assert done["expired"] >= 1 and done["overdue_promises"] == 1
     with store.sessions() as session:
         assert session.get(Material, material_id).status == "expired"  # type: ignore[union-attr]
+        assert session.get(Promise, promise_id).state == "overdue"  # type: ignore[union-attr]
 
 
 def test_data_docs_show_the_runs_without_any_citizen_data(sandbox: Path, store: StoreHandle) -> None:

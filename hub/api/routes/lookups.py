@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from hub.api.deps import Caller, KeyringDep, SessionDep, require_scope
+from hub.api.deps import Caller, KeyringDep, SessionDep, get_handle, require_scope
 from hub.api.jose import detached_jws
 from hub.api.services.lookups import LookupRequest, LookupResponse, lookup
+from materials_store.runtime import StoreHandle
 
 router = APIRouter(prefix="/v1", tags=["lookups"])
 
@@ -24,9 +25,12 @@ def post_lookup(
     session: SessionDep,
     keyring: KeyringDep,
     caller: Annotated[Caller, Depends(require_scope("lookup"))],
+    handle: Annotated[StoreHandle, Depends(get_handle)],
 ) -> Response:
-    """What is on file for this ID. The body is signed: ``X-Signature`` is a detached JWS (EdDSA)."""
-    result = lookup(session, keyring=keyring, caller=caller.client, request=request)
+    """What is on file for this ID; with ``service_item`` or ``bundle``, what that application needs and
+    whether it can be accepted now (``readiness``). The body is signed: ``X-Signature`` is a detached JWS
+    (EdDSA)."""
+    result = lookup(session, keyring=keyring, caller=caller.client, request=request, handle=handle)
     body = result.model_dump_json().encode("utf-8")
     signature = detached_jws(body, keyring.current_signing_key)
     return Response(body, media_type="application/json", headers={"X-Signature": signature})

@@ -7,11 +7,22 @@ import datetime as dt
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from contracts.service_items import load_service_catalogue
+from hub.api.services.readiness import Readiness, assess_case, plan_for
+from materials_store.cases import remember_case_materials
 from materials_store.crypto import Keyring
 from materials_store.errors import DataError, NotFound
-from materials_store.identity import mask, parse_identifier
-from materials_store.models import Client
-from materials_store.store import commit_usage, find_subject, last_runs, latest_materials, subject_name
+from materials_store.identity import Identifier, mask, parse_identifier
+from materials_store.models import Client, Subject
+from materials_store.runtime import StoreHandle
+from materials_store.store import (
+    MaterialView,
+    commit_usage,
+    find_subject,
+    last_runs,
+    latest_materials,
+    subject_name,
+)
 
 
 class LookupRequest(BaseModel):
@@ -20,8 +31,12 @@ class LookupRequest(BaseModel):
     id: str = Field(min_length=1, max_length=64, description="ID number or credit code, as typed")
     case_ref: str = Field(min_length=1, max_length=64, description="办件号: the case this lookup serves")
     purpose: str = Field(min_length=1, max_length=200, description="Why the data is used")
-    service_item: str | None = Field(default=None, max_length=64)
-    bundle: str | None = Field(default=None, max_length=64)
+    service_item: str | None = Field(
+        default=None, max_length=64, description="事项 code: answer its readiness (see /v1/catalog/items)"
+    )
+    bundle: str | None = Field(
+        default=None, max_length=64, description="一件事 code: answer its readiness (see /v1/catalog/bundles)"
+    )
 
 
 class SubjectView(BaseModel):
@@ -45,6 +60,8 @@ class LookupResponse(BaseModel):
     subject: SubjectView
     case_ref: str
     materials: list[MaterialOnFile]
+    #: With ``service_item`` or ``bundle``: whether the application can be accepted, need by need.
+    readiness: Readiness | None = None
 
 
 def mask_name(name: str | None) -> str | None:
@@ -54,17 +71,53 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 1)
 
 
-def lookup(session: Session, *, keyring: Keyring, caller: Client, request: LookupRequest) -> LookupResponse:
+def _listed(session: Session, views: list[MaterialView]) -> list[MaterialOnFile]:
+    synced = {source: run.finished_at for source, run in last_runs(session).items() if run.state == "success"}
+    return [
+        MaterialOnFile(
+            id=view.id,
+            type=view.type_code,
+            issuer=view.issuer,
+            issued_at=view.issued_at,
+            valid_until=view.valid_until,
+            source=view.source,
+            source_synced_at=synced.get(view.source),
+            status=view.status,
+        )  # fmt: skip
+        for view in views
+    ]
+
+
+def _subject_view(keyring: Keyring, identifier: Identifier, subject: Subject | None) -> SubjectView:
+    return SubjectView(
+        kind=identifier.kind.value,
+        id_masked=mask(identifier.value),
+        name_masked=mask_name(subject_name(keyring, subject)) if subject else None,
+    )
+
+
+def lookup(
+    session: Session,
+    *,
+    keyring: Keyring,
+    caller: Client,
+    request: LookupRequest,
+    handle: StoreHandle | None = None,
+) -> LookupResponse:
     """Every valid material's metadata on file for the subject (no payloads), recorded in the usage log.
+    With a service item or a bundle, only the materials it needs, and its readiness (see
+    :func:`readiness_lookup`).
 
     Raises:
         InvalidIdentifier: the ID is invalid (422, with the reason).
-        DataError: a service item or bundle was named; they are not in the catalogue yet.
+        DataError: an unknown service item or bundle, or both named.
         NotFound: nothing on file that the caller may see (the same answer whether or not the subject exists).
     """
     identifier = parse_identifier(request.id)
     if request.service_item or request.bundle:
-        raise DataError("unknown service item or bundle: the catalogue of service items is not loaded yet")
+        if handle is None:
+            raise TypeError("a readiness lookup needs the store handle (for freshness pulls)")
+        return readiness_lookup(session, handle=handle, caller=caller, request=request, identifier=identifier)
     subject = find_subject(session, keyring=keyring, identifier=identifier)
     views = latest_materials(session, subject_id=subject.id) if subject else []
     index = keyring.blind_index(identifier.value)
@@ -76,25 +129,52 @@ def lookup(session: Session, *, keyring: Keyring, caller: Client, request: Looku
     )  # fmt: skip
     if not views or subject is None:
         raise NotFound("nothing is on file for this identifier")
-    synced = {source: run.finished_at for source, run in last_runs(session).items() if run.state == "success"}
     return LookupResponse(
-        subject=SubjectView(
-            kind=identifier.kind.value,
-            id_masked=mask(identifier.value),
-            name_masked=mask_name(subject_name(keyring, subject)),
-        ),  # fmt: skip
+        subject=_subject_view(keyring, identifier, subject),
         case_ref=request.case_ref,
-        materials=[
-            MaterialOnFile(
-                id=view.id,
-                type=view.type_code,
-                issuer=view.issuer,
-                issued_at=view.issued_at,
-                valid_until=view.valid_until,
-                source=view.source,
-                source_synced_at=synced.get(view.source),
-                status=view.status,
-            )  # fmt: skip
-            for view in views
-        ],
+        materials=_listed(session, views),
+    )
+
+
+def readiness_lookup(
+    session: Session, *, handle: StoreHandle, caller: Client, request: LookupRequest, identifier: Identifier
+) -> LookupResponse:
+    """The lookup for a service item or a bundle: the materials it needs that are on file, and whether the
+    application can be accepted now, on promise, or not at all. Stale materials are pulled from their
+    sources first (within the time limit). The case becomes bound to the item's material types: its
+    window can open no other type for it. Answers even when nothing is on file (the same answer whether
+    or not the subject exists).
+
+    Raises:
+        DataError: an unknown service item or bundle, or both named.
+    """
+    if request.service_item and request.bundle:
+        raise DataError("name a service item or a bundle, not both")
+    catalogue = load_service_catalogue()
+    try:
+        plan = plan_for(catalogue, service_item=request.service_item, bundle=request.bundle)
+    except KeyError:
+        raise DataError(f"unknown {'bundle' if request.bundle else 'service item'}") from None
+    keyring = handle.keyring
+    subject = find_subject(session, keyring=keyring, identifier=identifier)
+    case = assess_case(
+        handle, session, plan=plan, catalogue=catalogue, identifier=identifier,
+        subject_id=subject.id if subject else None, case_ref=request.case_ref, client_id=caller.id,
+    )  # fmt: skip
+    if case.used:
+        remember_case_materials(
+            session, case_ref=request.case_ref, client_id=caller.id, material_ids=case.used
+        )
+        session.commit()
+    commit_usage(
+        session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="lookup",
+        outcome=case.readiness.summary.decision, case_ref=request.case_ref, purpose=request.purpose,
+        subject_index=keyring.blind_index(identifier.value), material_ids=[view.id for view in case.materials],
+        detail={plan.kind: plan.code, "types": sorted(plan.types), "pulls": case.pulls},
+    )  # fmt: skip
+    return LookupResponse(
+        subject=_subject_view(keyring, identifier, subject),
+        case_ref=request.case_ref,
+        materials=_listed(session, case.materials),
+        readiness=case.readiness,
     )

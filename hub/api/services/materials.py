@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from hub.api.jose import seal
 from hub.api.problems import Forbidden
+from materials_store.cases import remember_case_materials
 from materials_store.crypto import Keyring
 from materials_store.errors import NotFound
 from materials_store.identity import mask
@@ -52,16 +53,24 @@ def material_document(keyring: Keyring, material_id: str, session: Session) -> d
     }
 
 
-def _listed_for_case(session: Session, *, client_id: str, case_ref: str, material_id: str) -> bool:
-    """Purpose binding: did a lookup by this client for this case list this material?"""
-    lookups = session.scalars(
-        select(UsageRecord.material_ids).where(
+def _case_binding(
+    session: Session, *, client_id: str, case_ref: str, material_id: str
+) -> tuple[bool, set[str]]:
+    """Purpose binding: did a lookup by this client for this case list this material, and which material
+    types do the case's service items or bundles need (empty when it named none)?"""
+    lookups = session.execute(
+        select(UsageRecord.material_ids, UsageRecord.detail).where(
             UsageRecord.client_id == client_id,
             UsageRecord.case_ref == case_ref,
             UsageRecord.action == "lookup",
         )
     )
-    return any(material_id in ids for ids in lookups)
+    listed, bound = False, set()
+    for ids, detail in lookups:
+        listed = listed or material_id in ids
+        if detail and "types" in detail:
+            bound.update(detail["types"])
+    return listed, bound
 
 
 def read_material(
@@ -70,18 +79,23 @@ def read_material(
     """The material with its payload and the hub's seal; the read is recorded.
 
     Raises:
-        Forbidden: the case's lookup did not list this material (purpose binding), or it is not valid.
+        Forbidden: the case's lookup did not list this material, or the case's service item does not need
+            its type (purpose binding), or it is not valid.
     """
-    if not _listed_for_case(session, client_id=caller.id, case_ref=case_ref, material_id=material_id):
+    listed, bound = _case_binding(session, client_id=caller.id, case_ref=case_ref, material_id=material_id)
+    material = get_material(session, material_id=material_id) if listed else None
+    if material is None or (bound and material.type_code not in bound):
         commit_usage(session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="read",
                      outcome="refused", case_ref=case_ref, material_ids=[material_id])  # fmt: skip
-        raise Forbidden("this case's lookup did not list that material")
+        if material is None:
+            raise Forbidden("this case's lookup did not list that material")
+        raise Forbidden("the case's service item does not need that material type")
     document = material_document(keyring, material_id, session)
     if document["status"] != "valid":
         raise Forbidden(f"the material is {document['status']} and cannot be reused")
-    material = get_material(session, material_id=material_id)
-    assert material is not None
     subject = session.get(Subject, material.subject_id)
+    # Remembered for the case (committed with the read's record), so a later revocation alerts it.
+    remember_case_materials(session, case_ref=case_ref, client_id=caller.id, material_ids=[material_id])
     commit_usage(
         session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="read", outcome="ok",
         case_ref=case_ref, subject_index=subject.blind_index if subject else None, material_ids=[material_id],

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from hub.api.jose import key_algorithm
 from hub.api.problems import Forbidden, Unauthorized
+from materials_store.cases import alert_cases, settle_arrivals
 from materials_store.crypto import Keyring
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import InvalidIdentifier, parse_identifier
@@ -90,6 +91,7 @@ def push_material(
         source=f"push:{caller.id}",
     )  # fmt: skip
     material_id = result.ids[0]
+    settle_arrivals(session, result=result, type_codes=[pushed.type])  # promises close, cases get alerts
     session.add(
         IdempotencyKey(
             client_id=caller.id, key=idempotency_key, request_sha256=digest, material_id=material_id
@@ -171,6 +173,7 @@ def push_bulk(
         stored = upsert_materials(
             session, keyring=keyring, items=[item for _, item in accepted], source=f"push:{caller.id}"
         )
+        settle_arrivals(session, result=stored, type_codes={item.type_code for _, item in accepted})
         for (index, _item), material_id, outcome in zip(accepted, stored.ids, stored.outcomes, strict=True):
             status = 200 if outcome == "unchanged" else 201
             results.append(BulkItemResult(index=index, status=status, id=material_id, outcome=outcome))
@@ -209,6 +212,8 @@ def revoke_material(session: Session, *, caller: Client, material_id: str, reaso
     if material.type_code not in caller.types:
         raise Forbidden("only the issuing department may revoke this material")
     revoked = revoke(session, material_id=material_id, reason=reason, actor=caller.id)
+    alert_cases(session, material_ids=[material_id], kind="revoked",
+                detail={material_id: {"type": revoked.type_code, "reason": reason}})  # fmt: skip
     record_usage(session, client_id=caller.id, client_kind=caller.kind, action="revoke", outcome="revoked",
                  purpose=reason, material_ids=[material_id])  # fmt: skip
     session.commit()

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from connectors.pipeline import check_batch, split_checked
 from connectors.registry import get_connector, source_names
 from contracts import load_contract
+from materials_store.cases import settle_arrivals
 from materials_store.crypto import Keyring
 from materials_store.errors import ContractViolation, NotFound
 from materials_store.models import Client, QuarantineRow, SyncRun
@@ -277,6 +278,7 @@ def resolve_quarantine(
         result = upsert_materials(
             session, keyring=keyring, items=materials, source=row.source, run_id=f"quarantine-{row.id}"
         )
+        settle_arrivals(session, result=result, type_codes=[contract.material_type.code])
         material_id = result.ids[0] if result.ids else None
         subject_index = keyring.blind_index(materials[0].subject.value)
         close_quarantine_row(
