@@ -342,6 +342,22 @@ class CaseAlert(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class WebSession(Base):
+    """A browser sign-in for a registered client: a one-time link, then a session. Only hashes are kept;
+    the browser holds the session id in an HttpOnly cookie and never a token of the API."""
+
+    __tablename__ = "web_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id"))
+    person: Mapped[str] = mapped_column(String(128))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 #: The tables as Core ``Table`` objects, for the Core statements on the hot paths.
 MATERIALS = cast(Table, Material.__table__)
 SUBJECTS = cast(Table, Subject.__table__)

@@ -141,7 +141,7 @@ def source_statuses(session: Session, *, now: dt.datetime | None = None) -> list
         ).all()
     )
     statuses = []
-    for contract in sorted(load_contracts(), key=lambda c: c.source):
+    for contract in sorted((c for c in load_contracts() if not c.push_only), key=lambda c: c.source):
         run = last.get(contract.source)
         finished = succeeded.get(contract.source)
         if finished is not None and finished.tzinfo is None:

@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    sources, quarantine):
         app.include_router(module.router)
     app.mount("/data-docs", _data_docs(settings), name="data-docs")
+    from hub.web.pages import install as install_pages
+
+    install_pages(app)
     return app
 
 
