@@ -59,6 +59,12 @@ def test_demo_runs_the_sync_dags_in_airflow_green_and_red(tmp_path: Path) -> Non
         assert {d["dag_id"] for d in dags["dags"]} >= {"sync_police_hukou", "expire_materials", "data_docs"}
         assert not any(d["is_paused"] for d in dags["dags"])
         assert httpx.get(f"http://127.0.0.1:{hub_port}/healthz", timeout=10).status_code == 200
+        # The one-time links the demo printed open a working console, dashboard and citizen page.
+        links = dict(line.split() for line in run.stdout.splitlines() if "/signin?token=" in line)
+        for kind, page in (("window", "/console"), ("steward", "/steward"), ("citizen", "/me")):
+            with httpx.Client(follow_redirects=True, timeout=30) as browser:
+                opened = browser.get(links[kind])
+                assert opened.status_code == 200 and opened.url.path == page, (kind, opened.status_code)
     finally:
         subprocess.run([str(ONECERT), "down"], env=env, capture_output=True, timeout=120, check=False)  # noqa: S603
         subprocess.run([str(ONECERT), "sandbox", "down"], env=env, capture_output=True, timeout=60, check=False)  # noqa: S603

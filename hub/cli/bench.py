@@ -57,5 +57,19 @@ def lookup(
     print_lookup_bench(subjects, lookups, trivial)
 
 
+@bench_app.command("pages")
+def pages(
+    subjects: int = typer.Option(1_000_000, "--subjects", min=1000, help="Subjects in the served store."),
+    samples: int = typer.Option(100, "--samples", min=10, help="Requests per page."),
+    home: Path = typer.Option(
+        Path("var/bench-lookup"), "--home", help="Where the bench store is kept (the lookup bench's, reused)."
+    ),
+) -> None:
+    """Render time of the console, the receipt, the citizen page and the steward dashboard (budget 300 ms)."""
+    from hub.bench.pages import print_pages_bench, run_pages_bench
+
+    print_pages_bench(subjects, run_pages_bench(subjects=subjects, samples=samples, home=home))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from materials_store.crypto import Keyring
+from materials_store.runtime import StoreHandle
 from materials_store.settings import Settings, get_settings
 
 
@@ -91,6 +92,9 @@ def demo(
             title="OneCert Hub demo",
         )
     )
+    if sandbox and airflow:  # printed unwrapped, so the links can be copied whole
+        for line in _demo_links(handle, settings):
+            console.print(line, soft_wrap=True, markup=False)
 
 
 def _wait_for_syncs(settings: Settings, *, wait: int, console: Console) -> None:
@@ -119,6 +123,55 @@ def _wait_for_syncs(settings: Settings, *, wait: int, console: Console) -> None:
     pending = sorted(set(dag_ids) - set(green) - set(red))
     if pending:
         console.print(f"[yellow]still running after {wait}s[/]: {', '.join(pending)} (see the Airflow UI)")
+
+
+DEMO_CLIENTS = (
+    ("window", "演示窗口 · 西湖区政务服务中心 1 号窗口", "王芳 (演示)"),
+    ("steward", "演示数据管理员", "数据管理员 (演示)"),
+    ("citizen", "演示市民", "市民 (演示)"),
+)
+
+
+def _demo_links(handle: StoreHandle, settings: Settings) -> list[str]:
+    """Register a demo window, steward and citizen (keys generated here, private halves kept under
+    var/demo-clients/, 0600) and print a one-time sign-in link for each page."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from connectors.sandbox.control import families
+    from materials_store.identity import parse_identifier
+    from materials_store.store import add_client, list_clients
+    from materials_store.web_sessions import issue_link
+
+    family = families(settings.home, limit=1)
+    mother = family[0].get("mother_id") if family else None
+    lines = []
+    with handle.sessions() as session:
+        existing = {(c.kind, c.name): c for c in list_clients(session)}
+        for kind, name, person in DEMO_CLIENTS:
+            if kind == "citizen" and not mother:
+                continue
+            client = existing.get((kind, name))
+            if client is None:
+                key = ed25519.Ed25519PrivateKey.generate()
+                folder = settings.home / "demo-clients" / kind
+                folder.mkdir(parents=True, exist_ok=True)
+                private = folder / "private.pem"
+                private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))  # fmt: skip
+                private.chmod(0o600)
+                public = key.public_key().public_bytes(
+                    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                ).decode()
+                subject_index = handle.keyring.blind_index(parse_identifier(str(mother)).value) if kind == "citizen" else None
+                client = add_client(
+                    session, kind=kind, name=name, public_key_pem=public,
+                    org="hz-xihu" if kind == "window" else None, subject_index=subject_index,
+                )  # fmt: skip
+            token = issue_link(session, client_id=client.id, person=person, minutes=120)
+            lines.append(f"  {kind:8} {settings.public_url}/signin?token={token}")
+        session.commit()
+    return ["Sign in (one-time links, 2 hours; new ones: onecert console link --client ID --name NAME):", *lines, ""]
 
 
 def _service_lines(settings: Settings) -> list[str]:
