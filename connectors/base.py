@@ -65,6 +65,13 @@ class Connector(ABC):
     def can_fetch_subject(cls) -> bool:
         return getattr(cls, "subject_path", None) is not None
 
+    def finalise(self, commits: list[tuple[str, str]]) -> None:
+        """Tidy the source after ``commits`` were committed by a staged (Airflow) run; idempotent.
+
+        The in-process pipeline uses each page's ``after_commit`` instead.
+        """
+        return None
+
     def map_row(self, row: dict[str, Any]) -> dict[str, Any]:
         mapping = self.field_map
         return {mapping.get(k, k): v for k, v in row.items() if k not in self.ignored_fields}

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import select
@@ -38,6 +38,9 @@ from materials_store.store import (
     sync_material_types,
     upsert_materials,
 )
+
+if TYPE_CHECKING:
+    from contracts.validation import ExpectationOutcome
 
 log = logging.getLogger(__name__)
 #: Rows per validate-and-load batch: GX has a fixed cost per batch of about a quarter second.
@@ -120,17 +123,22 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def process_batch(
-    handle: StoreHandle,
-    *,
-    contract: Contract,
-    name_field: str | None,
-    rows: list[dict[str, Any]],
-    run_id: str,
-    commits: list[tuple[str, str]],
-) -> BatchOutcome:
-    """Validate one batch and, in one transaction, load it, quarantine its bad rows and save the cursor."""
-    from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, validate_batch
+@dataclass
+class CheckedBatch:
+    """One batch after ID normalisation and validation: which rows are good, and why the others are not."""
+
+    rows: list[dict[str, Any]]
+    identifiers: list[Identifier | None]
+    valid: list[bool]
+    failures: dict[int, list[dict[str, Any]]]
+    outcomes: list[ExpectationOutcome]
+    #: The Great Expectations validation result (None for an empty batch).
+    raw: Any = None
+
+
+def check_batch(contract: Contract, rows: list[dict[str, Any]]) -> CheckedBatch:
+    """Normalise the subject IDs of one batch and validate it with the contract's suite."""
+    from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, ExpectationOutcome, validate_batch
 
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(contract.field_names))
     subject_field = contract.subject_field
@@ -142,23 +150,36 @@ def process_batch(
     frame[subject_field] = [
         i.value if i is not None else raw for i, raw in zip(identifiers, frame[subject_field], strict=True)
     ]
-    validation = validate_batch(contract, frame) if len(frame) else None
+    if not len(frame):
+        return CheckedBatch(rows, identifiers, [], {}, [])
+    validation = validate_batch(contract, frame)
+    bad_ids = sum(1 for value in identifiers if value is None)
+    identity = ExpectationOutcome(
+        expectation="identity", rule="valid_subject_id", column=subject_field, success=bad_ids == 0,
+        element_count=len(rows), unexpected_count=bad_ids,
+    )  # fmt: skip
+    return CheckedBatch(
+        rows, identifiers, validation.valid_mask.tolist(), validation.failures, [identity, *validation.results],
+        validation.raw,
+    )
 
+
+def split_checked(
+    contract: Contract, *, name_field: str | None, checked: CheckedBatch
+) -> tuple[list[MaterialInput], list[QuarantineInput]]:
+    """The materials to load from a checked batch's good rows, and the quarantine entries of its bad ones."""
     materials: list[MaterialInput] = []
     bad: list[QuarantineInput] = []
-    quarantined_ids: list[str] = []
     spec = contract.material_type
     field_names = contract.field_names
-    for position, row in enumerate(rows):
-        if validation is not None and not validation.valid_mask[position]:
+    subject_field = contract.subject_field
+    for position, row in enumerate(checked.rows):
+        if not checked.valid[position]:
             record_id = row.get(contract.primary_key)
-            bad.append(
-                QuarantineInput(str(record_id) if record_id else None, row, validation.failures[position])
-            )
-            quarantined_ids.append(str(record_id))
+            bad.append(QuarantineInput(str(record_id) if record_id else None, row, checked.failures[position]))
             continue
         payload = {name: row.get(name) for name in field_names}  # rows come from JSON/CSV/SQL: no NaN
-        identifier = identifiers[position]
+        identifier = checked.identifiers[position]
         assert identifier is not None  # rows with invalid IDs are quarantined above
         payload[subject_field] = identifier.value
         issued = _date(payload["issued_at"])
@@ -178,15 +199,31 @@ def process_batch(
                 subject_name=_clean(row.get(name_field)) if name_field else None,
             )
         )
+    return materials, bad
+
+
+def process_batch(
+    handle: StoreHandle,
+    *,
+    contract: Contract,
+    name_field: str | None,
+    rows: list[dict[str, Any]],
+    run_id: str,
+    commits: list[tuple[str, str]],
+) -> BatchOutcome:
+    """Validate one batch and, in one transaction, load it, quarantine its bad rows and save the cursor."""
+    checked = check_batch(contract, rows)
+    materials, bad = split_checked(contract, name_field=name_field, checked=checked)
     with handle.sessions() as session:
         result = upsert_materials(
             session, keyring=handle.keyring, items=materials, source=contract.source, run_id=run_id
         )
-        settle_arrivals(session, result=result, type_codes=[spec.code])  # promises close, cases get alerts
+        settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises, alerts
         quarantine_rows(session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=bad)
         for stream, value in dict(commits).items():  # the last value of each stream covers the batch
             save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
         session.commit()
+    quarantined_ids = [str(item.source_record_id) for item in bad]
     return BatchOutcome(
         len(rows), result.loaded, result.new_versions, result.unchanged, len(bad), quarantined_ids
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contracts.data_docs import site_dir
 from hub.api import metrics, problems
 from hub.api.jose import TokenService
 from hub.api.ratelimit import RateLimiter
@@ -18,6 +20,8 @@ from hub.api.routes import (
     materials,
     oauth,
     promises,
+    quarantine,
+    sources,
     usage,
 )
 from materials_store.runtime import open_store
@@ -60,6 +64,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     metrics.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, jwks, oauth, clients, lookups, materials, usage, catalog, promises, cases):
+    for module in (
+        health,
+        jwks,
+        oauth,
+        clients,
+        lookups,
+        materials,
+        usage,
+        sources,
+        quarantine,
+        catalog,
+        promises,
+        cases,
+    ):
         app.include_router(module.router)
+    app.mount("/data-docs", _data_docs(settings), name="data-docs")
     return app
+
+
+def _data_docs(settings: Settings) -> StaticFiles:
+    """The Great Expectations Data Docs site the ``data_docs`` DAG builds (counts and rules only)."""
+    site = site_dir(settings.home)
+    site.mkdir(parents=True, exist_ok=True)
+    index = site / "index.html"
+    if not index.exists():
+        index.write_text(
+            "<!doctype html><meta charset=utf-8><title>Data Docs</title>"
+            "<p>No Data Docs yet: they are built by the Airflow DAG <code>data_docs</code> after a sync.</p>",
+            encoding="utf-8",
+        )
+    return StaticFiles(directory=site, html=True, check_dir=False)
