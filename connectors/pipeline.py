@@ -13,9 +13,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
@@ -24,7 +26,13 @@ from connectors.config import source_config
 from connectors.registry import get_connector
 from contracts import Contract, load_contract
 from materials_store.errors import OneCertError
-from materials_store.identity import Identifier, IdentifierKind, InvalidIdentifier, parse_identifier
+from materials_store.identity import (
+    Identifier,
+    IdentifierKind,
+    InvalidIdentifier,
+    canonical_person_ids,
+    parse_identifier,
+)
 from materials_store.models import SyncState
 from materials_store.runtime import StoreHandle
 from materials_store.store import (
@@ -80,17 +88,31 @@ def committed_state(handle: StoreHandle, source: str) -> dict[str, str]:
         return {stream: cursor for stream, cursor in rows}
 
 
+def _date(value: Any) -> dt.date | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return dt.date.fromisoformat(str(value)[:10])
+
+
 def _normalise_subjects(
-    contract: Contract, values: pd.Series
+    contract: Contract, values: list[Any]
 ) -> tuple[list[Identifier | None], list[str | None]]:
-    """Parsed identifiers (or None) and reasons, computed once per distinct value."""
-    cache: dict[Any, tuple[Identifier | None, str | None]] = {}
+    """Parsed identifiers (or None) and reasons. Canonical, valid ID numbers are recognised for the
+    whole batch at once (:func:`canonical_person_ids`); the rest (to normalise, credit codes, invalid
+    values, which need their reason) are parsed one by one, once per distinct value."""
     expected = {"person": {IdentifierKind.PERSON}, "organisation": {IdentifierKind.ORGANISATION}}.get(
         contract.subject_kind, {IdentifierKind.PERSON, IdentifierKind.ORGANISATION}
     )
-    normalised: list[Identifier | None] = []
-    reasons: list[str | None] = []
-    for value in values.tolist():
+    count = len(values)
+    normalised: list[Identifier | None] = [None] * count
+    reasons: list[str | None] = [None] * count
+    fast = canonical_person_ids(values) if IdentifierKind.PERSON in expected else np.zeros(count, dtype=bool)
+    person = IdentifierKind.PERSON
+    for position in np.flatnonzero(fast).tolist():
+        normalised[position] = Identifier(person, values[position])
+    cache: dict[Any, tuple[Identifier | None, str | None]] = {}
+    for position in np.flatnonzero(~fast).tolist():
+        value = values[position]
         result = cache.get(value)
         if result is None:
             if value is None or (isinstance(value, float) and pd.isna(value)):
@@ -102,21 +124,121 @@ def _normalise_subjects(
                 except InvalidIdentifier as error:
                     result = (None, error.reason.value)
             cache[value] = result
-        normalised.append(result[0])
-        reasons.append(result[1])
+        normalised[position], reasons[position] = result
     return normalised, reasons
-
-
-def _date(value: Any) -> dt.date | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 def _clean(value: Any) -> Any:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
     return value
+
+
+@dataclass
+class PreparedBatch:
+    """A validated batch, ready to load: the materials of its valid rows and its quarantine rows."""
+
+    extracted: int
+    materials: list[MaterialInput]
+    bad: list[QuarantineInput]
+    quarantined_ids: list[str]
+
+
+def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict[str, Any]]) -> PreparedBatch:
+    """Normalise subject IDs, validate with the contract's GX suite, and build the materials of the
+    valid rows and the quarantine entries of the others (with the rules they broke). No database work.
+    """
+    from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, validate_batch
+
+    field_names = list(contract.field_names)
+    subject_field = contract.subject_field
+    # Column-wise: one list per contract field (missing fields are null), the frame built from them.
+    columns = {name: [row.get(name) for row in rows] for name in field_names}
+    if subject_field not in columns:
+        columns[subject_field] = [row.get(subject_field) for row in rows]
+    identifiers, reasons = _normalise_subjects(contract, columns[subject_field])
+    raw_subjects = columns[subject_field]
+    columns[subject_field] = [
+        i.value if i is not None else raw for i, raw in zip(identifiers, raw_subjects, strict=True)
+    ]
+    validation = None
+    if rows:
+        frame = pd.DataFrame(columns, copy=False)
+        frame[SUBJECT_VALID] = [value is not None for value in identifiers]
+        frame[SUBJECT_REASON] = reasons
+        validation = validate_batch(contract, frame)
+
+    bad: list[QuarantineInput] = []
+    quarantined_ids: list[str] = []
+    valid_positions: list[int] = list(range(len(rows)))
+    if validation is not None and validation.invalid_count:
+        for position in sorted(validation.failures):
+            record_id = rows[position].get(contract.primary_key)
+            bad.append(
+                QuarantineInput(
+                    str(record_id) if record_id else None, rows[position], validation.failures[position]
+                )
+            )
+            quarantined_ids.append(str(record_id))
+        valid_positions = np.flatnonzero(validation.valid_mask).tolist()
+
+    spec = contract.material_type
+    type_code, issuer, validity = spec.code, contract.department, contract.validity_days
+    names = columns.get(name_field) if name_field else None
+    issued_column, until_column = columns["issued_at"], columns.get("valid_until")
+    record_column = columns[contract.primary_key]
+    ordered = [columns[name] for name in field_names]  # rows come from JSON/CSV/SQL: no NaN
+    days: dict[Any, dt.date | None] = {None: None}
+    materials: list[MaterialInput] = []
+    append = materials.append
+    for position in valid_positions:
+        payload = dict(zip(field_names, [column[position] for column in ordered], strict=True))
+        identifier = identifiers[position]
+        assert identifier is not None  # rows with invalid IDs are quarantined above
+        issued = days.get(raw := issued_column[position]) or days.setdefault(raw, _date(raw))
+        assert issued is not None  # required by every contract, so validated
+        raw = until_column[position] if until_column is not None else None
+        until = days[raw] if raw in days else days.setdefault(raw, _date(raw))
+        if until is None and validity:
+            until = issued + dt.timedelta(days=validity)
+        append(
+            MaterialInput(
+                type_code=type_code,
+                subject=identifier,
+                source_record_id=str(record_column[position]),
+                issued_at=issued,
+                valid_until=until,
+                payload=payload,
+                issuer=issuer,
+                subject_name=_clean(names[position]) if names is not None else None,
+            )
+        )
+    return PreparedBatch(len(rows), materials, bad, quarantined_ids)
+
+
+def load_batch(
+    handle: StoreHandle,
+    *,
+    contract: Contract,
+    batch: PreparedBatch,
+    run_id: str,
+    commits: list[tuple[str, str]],
+) -> BatchOutcome:
+    """In one transaction: upsert the batch's materials, quarantine its bad rows, save the cursor."""
+    with handle.sessions() as session:
+        result = upsert_materials(
+            session, keyring=handle.keyring, items=batch.materials, source=contract.source, run_id=run_id
+        )
+        quarantine_rows(
+            session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=batch.bad
+        )
+        for stream, value in dict(commits).items():  # the last value of each stream covers the batch
+            save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
+        session.commit()
+    return BatchOutcome(
+        batch.extracted, result.loaded, result.new_versions, result.unchanged, len(batch.bad),
+        batch.quarantined_ids,
+    )  # fmt: skip
 
 
 def process_batch(
@@ -129,65 +251,8 @@ def process_batch(
     commits: list[tuple[str, str]],
 ) -> BatchOutcome:
     """Validate one batch and, in one transaction, load it, quarantine its bad rows and save the cursor."""
-    from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, validate_batch
-
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(contract.field_names))
-    subject_field = contract.subject_field
-    if subject_field not in frame:
-        frame[subject_field] = None
-    identifiers, reasons = _normalise_subjects(contract, frame[subject_field])
-    frame[SUBJECT_VALID] = [value is not None for value in identifiers]
-    frame[SUBJECT_REASON] = reasons
-    frame[subject_field] = [
-        i.value if i is not None else raw for i, raw in zip(identifiers, frame[subject_field], strict=True)
-    ]
-    validation = validate_batch(contract, frame) if len(frame) else None
-
-    materials: list[MaterialInput] = []
-    bad: list[QuarantineInput] = []
-    quarantined_ids: list[str] = []
-    spec = contract.material_type
-    field_names = contract.field_names
-    for position, row in enumerate(rows):
-        if validation is not None and not validation.valid_mask[position]:
-            record_id = row.get(contract.primary_key)
-            bad.append(
-                QuarantineInput(str(record_id) if record_id else None, row, validation.failures[position])
-            )
-            quarantined_ids.append(str(record_id))
-            continue
-        payload = {name: row.get(name) for name in field_names}  # rows come from JSON/CSV/SQL: no NaN
-        identifier = identifiers[position]
-        assert identifier is not None  # rows with invalid IDs are quarantined above
-        payload[subject_field] = identifier.value
-        issued = _date(payload["issued_at"])
-        assert issued is not None  # required by every contract, so validated
-        until = _date(payload.get("valid_until"))
-        if until is None and contract.validity_days:
-            until = issued + dt.timedelta(days=contract.validity_days)
-        materials.append(
-            MaterialInput(
-                type_code=spec.code,
-                subject=identifier,
-                source_record_id=str(payload[contract.primary_key]),
-                issued_at=issued,
-                valid_until=until,
-                payload=payload,
-                issuer=contract.department,
-                subject_name=_clean(row.get(name_field)) if name_field else None,
-            )
-        )
-    with handle.sessions() as session:
-        result = upsert_materials(
-            session, keyring=handle.keyring, items=materials, source=contract.source, run_id=run_id
-        )
-        quarantine_rows(session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=bad)
-        for stream, value in dict(commits).items():  # the last value of each stream covers the batch
-            save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
-        session.commit()
-    return BatchOutcome(
-        len(rows), result.loaded, result.new_versions, result.unchanged, len(bad), quarantined_ids
-    )
+    prepared = prepare_batch(contract, name_field=name_field, rows=rows)
+    return load_batch(handle, contract=contract, batch=prepared, run_id=run_id, commits=commits)
 
 
 def _batches(pages: Iterator[Page], batch_rows: int) -> Iterator[Page]:
@@ -276,40 +341,63 @@ def run_sync(
         run = start_run(session, source=source)
     report = SyncReport(source=source, run_id=run.id)
     connector = None
+    # Batch N is loaded (mostly SQLite work, which releases the GIL) in a thread while batch N + 1 is
+    # validated here; batch N + 1 is handed to the loader only after batch N has committed and its
+    # bookkeeping (after_commit, after_batch) is done, so batches still commit one by one, in order.
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onecert-load")
+    pending: tuple[Future[BatchOutcome], Page] | None = None
+
+    def settle() -> None:
+        nonlocal pending
+        if pending is None:
+            return
+        future, batch = pending
+        pending = None
+        outcome = future.result()
+        for action in batch.after_commit:
+            action()
+        report.batches += 1
+        report.extracted += outcome.extracted
+        report.loaded += outcome.loaded
+        report.new_versions += outcome.new_versions
+        report.unchanged += outcome.unchanged
+        report.quarantined += outcome.quarantined
+        report.quarantined_ids.extend(outcome.quarantined_ids)
+        report.cursor = next((value for stream, value in batch.commits if stream == "default"), report.cursor)
+        if progress:
+            progress(report)
+        if after_batch:
+            after_batch(report)
+
     try:
         connector = connector_class(source_config(handle.settings, source))
         state = committed_state(handle, source)
         for batch in _batches(prefetch(connector.pages(state)), batch_rows):
-            outcome = process_batch(
-                handle,
-                contract=contract,
-                name_field=connector_class.subject_name_field,
-                rows=batch.rows,
-                run_id=run.id,
-                commits=batch.commits,
+            prepared = prepare_batch(contract, name_field=connector_class.subject_name_field, rows=batch.rows)
+            settle()
+            pending = (
+                loader.submit(
+                    load_batch,
+                    handle,
+                    contract=contract,
+                    batch=prepared,
+                    run_id=run.id,
+                    commits=batch.commits,
+                ),
+                batch,
             )
-            for action in batch.after_commit:
-                action()
-            report.batches += 1
-            report.extracted += outcome.extracted
-            report.loaded += outcome.loaded
-            report.new_versions += outcome.new_versions
-            report.unchanged += outcome.unchanged
-            report.quarantined += outcome.quarantined
-            report.quarantined_ids.extend(outcome.quarantined_ids)
-            report.cursor = next(
-                (value for stream, value in batch.commits if stream == "default"), report.cursor
-            )
-            if progress:
-                progress(report)
-            if after_batch:
-                after_batch(report)
+        settle()
         report.state = "success"
     except Exception as error:  # noqa: BLE001 - any failure fails the run; the store stays consistent
+        try:
+            settle()  # a batch still loading when a later one failed: count it if it committed
+        except Exception:  # noqa: BLE001, S110 - the first error is the one reported
+            pass
         report.state = "failed"
         report.error = _safe_error(error)
         log.warning("sync of %s failed: %s", source, report.error)
     finally:
+        loader.shutdown(wait=True)
         close = getattr(connector, "close", None)
         if close:
             close()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import hmac
 import json
 import os
 import secrets
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,6 @@ class Keyring:
     signing_keys: dict[str, SigningKey] = field(default_factory=dict)
     current_signing_kid: str | None = None
     _aead_cache: dict[str, AESGCM] = field(default_factory=dict, repr=False)
-    _blind_mac: hmac.HMAC | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -133,11 +132,7 @@ class Keyring:
 
     def blind_index(self, normalised_identifier: str) -> str:
         """The subject's lookup key: hex HMAC-SHA256 of the normalised identifier."""
-        if self._blind_mac is None:  # the keyed state, prepared once and copied per identifier
-            self._blind_mac = hmac.new(self.blind_index_key, digestmod=hashlib.sha256)
-        mac = self._blind_mac.copy()
-        mac.update(normalised_identifier.encode("utf-8"))
-        return mac.hexdigest()
+        return hmac.digest(self.blind_index_key, normalised_identifier.encode("utf-8"), "sha256").hex()
 
     def _aead(self, key_id: str) -> AESGCM:
         aead = self._aead_cache.get(key_id)
@@ -160,6 +155,17 @@ class Keyring:
         nonce = secrets.token_bytes(NONCE_BYTES)
         key_id = self.current_data_key_id
         return key_id, nonce + self._aead(key_id).encrypt(nonce, plaintext, aad or None)
+
+    def encrypt_many(self, plaintexts: Sequence[bytes], aads: Sequence[bytes]) -> tuple[str, list[bytes]]:
+        """:meth:`encrypt` for a batch, with one draw of random bytes for all the nonces."""
+        key_id = self.current_data_key_id
+        encrypt = self._aead(key_id).encrypt
+        nonces = secrets.token_bytes(NONCE_BYTES * len(plaintexts))
+        blobs = []
+        for start, plaintext, aad in zip(range(0, len(nonces), NONCE_BYTES), plaintexts, aads, strict=True):
+            nonce = nonces[start : start + NONCE_BYTES]
+            blobs.append(nonce + encrypt(nonce, plaintext, aad or None))
+        return key_id, blobs
 
     def decrypt(self, key_id: str, blob: bytes, *, aad: bytes = b"") -> bytes:
         """Decrypt a blob made by :meth:`encrypt` with the key it names."""

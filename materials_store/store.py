@@ -22,9 +22,9 @@ import orjson
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import Row, bindparam, func, insert, select, text, update
+from sqlalchemy import Engine, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from contracts import MaterialTypeSpec
 from materials_store.crypto import Keyring
@@ -115,6 +115,35 @@ def canonical_json(payload: Any) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
 
 
+_FLAT_KINDS = frozenset({str, bool, type(None), int})
+
+
+def canonical_json_many(payloads: Sequence[dict[str, Any]]) -> list[bytes]:
+    """:func:`canonical_json` of each payload. A batch of flat records (strings, booleans, nulls and safe
+    integers under ASCII keys, as sources give them) is checked once, value types set-wise, and
+    serialised by orjson directly; any other batch takes :func:`canonical_json` payload by payload."""
+    kinds: set[type] = set()
+    keys: set[str] = set()
+    for payload in payloads:
+        if type(payload) is not dict:
+            kinds.add(type(payload))
+            break
+        kinds.update(map(type, payload.values()))
+        keys.update(payload)
+    flat = kinds <= _FLAT_KINDS and "".join(keys).isascii()
+    if flat and int in kinds:
+        flat = all(
+            -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+            for payload in payloads
+            for value in payload.values()
+            if type(value) is int
+        )
+    if not flat:
+        return [canonical_json(payload) for payload in payloads]
+    dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS
+    return [dumps(payload, option=option) for payload in payloads]
+
+
 def today() -> dt.date:
     """Validity is judged by the calendar in China."""
     return dt.datetime.now(CHINA_TZ).date()
@@ -133,6 +162,7 @@ MATERIAL_COLUMNS = (
     "issuer_signature", "superseded_by", "created_at", "updated_at",
 )  # fmt: skip
 SUPERSEDED_BY, STATUS = MATERIAL_COLUMNS.index("superseded_by"), MATERIAL_COLUMNS.index("status")
+CIPHERTEXT = MATERIAL_COLUMNS.index("payload_ciphertext")  # followed by key_id
 SUBJECT_COLUMNS = (
     "blind_index",
     "kind",
@@ -191,33 +221,44 @@ def resolve_subjects(
         if known is None or (known[1] is None and name):
             wanted[identifier.value] = (identifier, name, keyring.blind_index(identifier.value))
     by_index = {index: value for value, (_i, _n, index) in wanted.items()}
-    found: dict[str, int] = {}
     indexes = list(by_index)
-    for chunk in _chunks(indexes):
-        for row in session.execute(
-            select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
-        ):
-            found[row.blind_index] = row.id
+    found = _subject_ids(session, indexes)
     missing = [index for index in indexes if index not in found]
     if missing:
         driver = DriverValues(session)
         now = driver.moment(utcnow())
-        rows = []
-        for index in missing:
-            identifier, name, _ = wanted[by_index[index]]
-            key_id, id_blob = keyring.encrypt(identifier.value.encode("utf-8"), aad=_subject_aad(index))
-            name_blob = None
-            if name:
-                _, name_blob = keyring.encrypt(name.encode("utf-8"), aad=_subject_aad(index) + b":name")
-            rows.append((index, identifier.kind.value, id_blob, name_blob, key_id, now, now))
+        named = [index for index in missing if wanted[by_index[index]][1]]
+        key_id, id_blobs = keyring.encrypt_many(
+            [by_index[index].encode("utf-8") for index in missing], [_subject_aad(index) for index in missing]
+        )
+        _, name_blobs = keyring.encrypt_many(
+            [str(wanted[by_index[index]][1]).encode("utf-8") for index in named],
+            [_subject_aad(index) + b":name" for index in named],
+        )
+        names = dict(zip(named, name_blobs, strict=True))
+        rows = [
+            (index, wanted[by_index[index]][0].kind.value, id_blob, names.get(index), key_id, now, now)
+            for index, id_blob in zip(missing, id_blobs, strict=True)
+        ]
         sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
         session.connection().exec_driver_sql(sql, rows)
-        for chunk in _chunks(missing):
-            for row in session.execute(
-                select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
-            ):
-                found[row.blind_index] = row.id
+        found.update(_subject_ids(session, missing))
     return {value: found[index] for index, value in by_index.items()}
+
+
+def _subject_ids(session: Session, indexes: Sequence[str]) -> dict[str, int]:
+    """Subject ids by blind index, in one query whatever the batch size: the indexes travel as one JSON
+    array (SQLite) or array (PostgreSQL) parameter, not as thousands of bound parameters."""
+    if not indexes:
+        return {}
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        sql = "SELECT blind_index, id FROM subjects WHERE blind_index IN (SELECT value FROM json_each(?))"
+        parameter: Any = orjson.dumps(list(indexes)).decode("ascii")
+    else:
+        sql = "SELECT blind_index, id FROM subjects WHERE blind_index = ANY(%s)"
+        parameter = list(indexes)
+    return {index: subject_id for index, subject_id in connection.exec_driver_sql(sql, (parameter,))}
 
 
 def ensure_subject(
@@ -336,6 +377,12 @@ def new_material_id() -> str:
     return secrets.token_hex(16)
 
 
+def new_material_ids(count: int) -> list[str]:
+    """``count`` ids like :func:`new_material_id`'s, from one draw of random bytes."""
+    blob = secrets.token_bytes(16 * count).hex()
+    return [blob[start : start + 32] for start in range(0, len(blob), 32)]
+
+
 def _heads(session: Session, type_code: str, record_ids: Sequence[str]) -> dict[str, _Head]:
     """The newest version of each record of one type (the one nothing supersedes)."""
     heads: dict[str, _Head] = {}
@@ -392,11 +439,15 @@ def upsert_materials(
     driver = DriverValues(session)
     stamp = driver.moment(now)
     inserts: list[list[Any]] = []
+    clear: list[bytes] = []
     pending_by_id: dict[str, list[Any]] = {}
     superseded: list[dict[str, Any]] = []
-    for item in items:
-        canonical = canonical_json(item.payload)
-        sha = hashlib.sha256(canonical).hexdigest()
+    canonicals = canonical_json_many([item.payload for item in items])
+    material_ids = new_material_ids(len(items))
+    sha256 = hashlib.sha256
+    day = driver.day
+    for item, canonical, material_id in zip(items, canonicals, material_ids, strict=True):
+        sha = sha256(canonical).hexdigest()
         subject_id = subject_ids[item.subject.value]
         key = (item.type_code, item.source_record_id)
         head = heads.get(key)
@@ -411,8 +462,6 @@ def upsert_materials(
             result.ids.append(head.id)
             result.outcomes.append("unchanged")
             continue
-        material_id = new_material_id()
-        key_id, blob = keyring.encrypt(canonical, aad=_payload_aad(material_id))
         expired = item.valid_until is not None and item.valid_until < current_day
         row = [
             material_id,
@@ -423,12 +472,12 @@ def upsert_materials(
             run_id,
             item.source_record_id,
             head.version + 1 if head else 1,
-            driver.day(item.issued_at),
-            driver.day(item.valid_until),
+            day(item.issued_at),
+            day(item.valid_until),
             "expired" if expired else "valid",
             "past validity when received" if expired else None,
-            blob,
-            key_id,
+            None,  # the payload ciphertext, encrypted for the whole batch below
+            None,
             sha,
             item.issuer_signature,
             None,
@@ -436,6 +485,7 @@ def upsert_materials(
             stamp,
         ]  # fmt: skip -- in MATERIAL_COLUMNS order
         inserts.append(row)
+        clear.append(canonical)
         pending_by_id[material_id] = row
         if head is not None:
             pending = pending_by_id.get(head.id)
@@ -454,6 +504,10 @@ def upsert_materials(
             material_id, head.version + 1 if head else 1, sha, item.issued_at, item.valid_until, subject_id
         )
         result.ids.append(material_id)
+    key_id, blobs = keyring.encrypt_many(clear, [_payload_aad(row[0]) for row in inserts])
+    for row, blob in zip(inserts, blobs, strict=True):
+        row[CIPHERTEXT] = blob
+        row[CIPHERTEXT + 1] = key_id
 
     if superseded:
         _mark_superseded(session, superseded, now)
@@ -965,66 +1019,148 @@ def record_usage(
     detail: dict[str, Any] | None = None,
 ) -> UsageRecord:
     """Append one usage record to the hash chain. Does not commit; the caller commits with the act."""
+    entry = {
+        "client_id": client_id, "client_kind": client_kind, "window": window, "action": action,
+        "case_ref": case_ref, "purpose": purpose, "subject_index": subject_index,
+        "material_ids": list(material_ids), "outcome": outcome, "detail": detail,
+    }  # fmt: skip
+    return _append_usage(session, [entry])[0]
+
+
+def _append_usage(session: Session, batch: Sequence[dict[str, Any]]) -> list[UsageRecord]:
+    """Append records to the chain in order, under the chain lock, with one flush."""
     _lock_audit_chain(session)
     head = session.get(AuditHead, 1, with_for_update=True)
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-    values: dict[str, Any] = {
-        "seq": prev_seq + 1,
-        "at": utcnow(),
-        "client_id": client_id,
-        "client_kind": client_kind,
-        "window": window,
-        "action": action,
-        "case_ref": case_ref,
-        "purpose": purpose,
-        "subject_index": subject_index,
-        "material_ids": list(material_ids),
-        "outcome": outcome,
-        "detail": detail,
-        "prev_hash": prev_hash,
-    }
-    values["hash"] = _record_hash(values)
-    record = UsageRecord(**values)
-    session.add(record)
+    records = []
+    for entry in batch:
+        values: dict[str, Any] = {
+            "seq": prev_seq + 1, "at": utcnow(), "window": None, "case_ref": None, "purpose": None,
+            "subject_index": None, "material_ids": [], "detail": None, **entry, "prev_hash": prev_hash,
+        }  # fmt: skip
+        values["material_ids"] = list(values["material_ids"])
+        values["hash"] = _record_hash(values)
+        records.append(UsageRecord(**values))
+        prev_seq, prev_hash = values["seq"], values["hash"]
+    session.add_all(records)
     if head is None:
-        session.add(AuditHead(id=1, seq=record.seq, hash=record.hash))
+        session.add(AuditHead(id=1, seq=prev_seq, hash=prev_hash))
     else:
-        head.seq, head.hash = record.seq, record.hash
+        head.seq, head.hash = prev_seq, prev_hash
     try:
         session.flush()
     except IntegrityError:
         raise Conflict("another writer appended to the audit chain; retry") from None
-    return record
+    return records
 
 
 _APPEND_LOCK = threading.Lock()
 
 
-def commit_usage(session: Session, *, attempts: int = 8, **fields: Any) -> UsageRecord:
-    """Append a usage record as its own transaction and commit. For acts whose only write is the record
-    (lookups, reads).
+@dataclass(slots=True)
+class _PendingRecord:
+    fields: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    record: UsageRecord | None = None
+    error: BaseException | None = None
 
-    On SQLite the transaction starts with ``BEGIN IMMEDIATE`` so the chain head is read under the write
-    lock (threads of this process take turns first); on PostgreSQL the advisory lock does the same. A
-    writer that still loses the race (the chain refuses a fork) retries.
+
+class UsageAppender:
+    """Group commit of usage records for one engine: each caller hands in a record and waits until the
+    transaction holding it has committed; one writer thread appends whatever has queued up meanwhile in
+    one transaction, in order, so the chain stays one linear chain and a busy hub commits once per batch
+    instead of once per request.
     """
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    session.commit()  # end any read transaction: the append is a transaction of its own
-    for attempt in range(attempts):
-        try:
-            if sqlite:
-                with _APPEND_LOCK:
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                    record = record_usage(session, **fields)
-                    session.commit()
-            else:
-                record = record_usage(session, **fields)
-                session.commit()
-            return record
-        except Conflict:
-            session.rollback()
-            time.sleep(0.002 * (attempt + 1))
-    raise Conflict("the audit chain is too busy; retry")
+
+    def __init__(self, engine: Engine, *, attempts: int = 8) -> None:
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.attempts = attempts
+        self.queue: list[_PendingRecord] = []
+        self.wake = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def append(self, **fields: Any) -> UsageRecord:
+        """Append one record (the keyword arguments of :func:`record_usage`) and return it once durable.
+
+        Raises:
+            Conflict: the chain stayed too busy to append to.
+        """
+        item = _PendingRecord(fields)
+        with self.wake:
+            self.queue.append(item)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="onecert-usage", daemon=True)
+                self.thread.start()
+            self.wake.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        assert item.record is not None
+        return item.record
+
+    def _run(self) -> None:
+        while True:
+            with self.wake:
+                while not self.queue:
+                    self.wake.wait()
+                batch, self.queue = self.queue, []
+            try:
+                self._write(batch)
+            except BaseException as error:  # noqa: BLE001 - handed to every waiter of the batch
+                for item in batch:
+                    item.error = error
+            for item in batch:
+                item.done.set()
+
+    def _write(self, batch: list[_PendingRecord]) -> None:
+        for attempt in range(self.attempts):
+            with self.sessions() as session:
+                try:
+                    if self.sqlite:
+                        with _APPEND_LOCK:
+                            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                            records = _append_usage(session, [item.fields for item in batch])
+                            session.commit()
+                    else:
+                        records = _append_usage(session, [item.fields for item in batch])
+                        session.commit()
+                except Conflict:
+                    session.rollback()
+                    time.sleep(0.002 * (attempt + 1))
+                    continue
+            for item, record in zip(batch, records, strict=True):
+                item.record = record
+            return
+        raise Conflict("the audit chain is too busy; retry")
+
+
+_APPENDERS: dict[Engine, UsageAppender] = {}
+_APPENDERS_LOCK = threading.Lock()
+
+
+def usage_appender(engine: Engine) -> UsageAppender:
+    """The process's group-commit appender for ``engine``."""
+    with _APPENDERS_LOCK:
+        appender = _APPENDERS.get(engine)
+        if appender is None:
+            appender = _APPENDERS[engine] = UsageAppender(engine)
+        return appender
+
+
+def commit_usage(session: Session, **fields: Any) -> UsageRecord:
+    """Append a usage record in a transaction of its own and return once it has committed. For acts whose
+    only write is the record (lookups, reads).
+
+    Appends are group-committed (:class:`UsageAppender`): records queued by concurrent requests share
+    one transaction. Under it, on SQLite the transaction starts with ``BEGIN IMMEDIATE`` so the chain
+    head is read under the write lock; on PostgreSQL an advisory lock does the same. A writer that still
+    loses the race (the chain refuses a fork) retries.
+    """
+    session.commit()  # end any read transaction: the record must not wait for this session's work
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    return usage_appender(engine).append(**fields)
 
 
 @dataclass(frozen=True, slots=True)

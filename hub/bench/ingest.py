@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,11 +49,17 @@ class IngestBenchResult:
 def run_ingest_bench(
     *, rows: int, batch: int = 50_000, page: int = 5000, home: Path | None = None
 ) -> IngestBenchResult:
-    """Generate ``rows`` persons in the sandbox, sync police_id_card end to end, then time the store's raw
-    batch insert of the same materials on the same engine."""
+    """Generate ``rows`` persons in the sandbox, sync police_id_card end to end into a fresh store, then
+    time the store's raw batch insert of the same materials on the same engine.
+
+    Args:
+        home: where the sandbox data is kept; generated data of the same size is reused across runs (a
+            million rows take minutes to generate). The store is always new, in a temporary folder.
+    """
     home = home or Path(tempfile.mkdtemp(prefix="onecert-bench-ingest-"))
+    store_dir = Path(tempfile.mkdtemp(prefix="onecert-bench-ingest-store-"))
     os.environ[f"ONECERT_SOURCE_{SOURCE.upper()}_PAGE_SIZE"] = str(page)
-    settings = Settings(home=home, dev=True)
+    settings = Settings(home=home, dev=True, database_url=f"sqlite:///{store_dir / 'onecert.db'}")
     control.up(home, size=rows, seed=1)
     try:
         handle = open_store(settings)
@@ -65,6 +72,7 @@ def run_ingest_bench(
         raw_seconds = _raw_insert(handle.sessions, MATERIALS, raw_materials, batch)
     finally:
         control.down(home)
+        shutil.rmtree(store_dir, ignore_errors=True)
     self_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return IngestBenchResult(
