@@ -150,12 +150,10 @@ def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict
     """
     from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, validate_batch
 
-    field_names = list(contract.field_names)
     subject_field = contract.subject_field
+    field_names = list(dict.fromkeys([*contract.field_names, subject_field]))
     # Column-wise: one list per contract field (missing fields are null), the frame built from them.
     columns = {name: [row.get(name) for row in rows] for name in field_names}
-    if subject_field not in columns:
-        columns[subject_field] = [row.get(subject_field) for row in rows]
     identifiers, reasons = _normalise_subjects(contract, columns[subject_field])
     raw_subjects = columns[subject_field]
     columns[subject_field] = [
@@ -187,15 +185,16 @@ def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict
     names = columns.get(name_field) if name_field else None
     issued_column, until_column = columns["issued_at"], columns.get("valid_until")
     record_column = columns[contract.primary_key]
-    ordered = [columns[name] for name in field_names]  # rows come from JSON/CSV/SQL: no NaN
+    # The payloads, row-wise again: the columns transposed in one go (rows come from JSON/CSV/SQL: no NaN).
+    values = list(zip(*(columns[name] for name in field_names), strict=True))
     days: dict[Any, dt.date | None] = {None: None}
     materials: list[MaterialInput] = []
     append = materials.append
     for position in valid_positions:
-        payload = dict(zip(field_names, [column[position] for column in ordered], strict=True))
         identifier = identifiers[position]
         assert identifier is not None  # rows with invalid IDs are quarantined above
-        issued = days.get(raw := issued_column[position]) or days.setdefault(raw, _date(raw))
+        raw = issued_column[position]
+        issued = days[raw] if raw in days else days.setdefault(raw, _date(raw))
         assert issued is not None  # required by every contract, so validated
         raw = until_column[position] if until_column is not None else None
         until = days[raw] if raw in days else days.setdefault(raw, _date(raw))
@@ -203,14 +202,14 @@ def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict
             until = issued + dt.timedelta(days=validity)
         append(
             MaterialInput(
-                type_code=type_code,
-                subject=identifier,
-                source_record_id=str(record_column[position]),
-                issued_at=issued,
-                valid_until=until,
-                payload=payload,
-                issuer=issuer,
-                subject_name=_clean(names[position]) if names is not None else None,
+                type_code,
+                identifier,
+                str(record_column[position]),
+                issued,
+                until,
+                dict(zip(field_names, values[position], strict=True)),
+                issuer,
+                _clean(names[position]) if names is not None else None,
             )
         )
     return PreparedBatch(len(rows), materials, bad, quarantined_ids)
@@ -313,6 +312,10 @@ def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
         thread.join(timeout=5)
 
 
+def _import_validation() -> None:
+    import contracts.validation  # noqa: F401
+
+
 def _safe_error(error: BaseException) -> str:
     """An error text fit for the run log: our errors never carry IDs; others are named by type only."""
     if isinstance(error, OneCertError):
@@ -333,6 +336,9 @@ def run_sync(
     Args:
         after_batch: called after each committed batch (tests use it to crash a run mid-way).
     """
+    # Great Expectations takes seconds to import: import it while the first batch is being read.
+    warm_up = threading.Thread(target=_import_validation, name="onecert-import-gx", daemon=True)
+    warm_up.start()
     contract = load_contract(source)
     connector_class = get_connector(source)
     with handle.sessions() as session:
@@ -345,16 +351,16 @@ def run_sync(
     # validated here; batch N + 1 is handed to the loader only after batch N has committed and its
     # bookkeeping (after_commit, after_batch) is done, so batches still commit one by one, in order.
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onecert-load")
-    pending: tuple[Future[BatchOutcome], Page] | None = None
+    pending: tuple[Future[BatchOutcome], list[tuple[str, str]], list[Callable[[], None]]] | None = None
 
     def settle() -> None:
         nonlocal pending
         if pending is None:
             return
-        future, batch = pending
+        future, commits, after_commit = pending
         pending = None
         outcome = future.result()
-        for action in batch.after_commit:
+        for action in after_commit:
             action()
         report.batches += 1
         report.extracted += outcome.extracted
@@ -363,7 +369,7 @@ def run_sync(
         report.unchanged += outcome.unchanged
         report.quarantined += outcome.quarantined
         report.quarantined_ids.extend(outcome.quarantined_ids)
-        report.cursor = next((value for stream, value in batch.commits if stream == "default"), report.cursor)
+        report.cursor = next((value for stream, value in commits if stream == "default"), report.cursor)
         if progress:
             progress(report)
         if after_batch:
@@ -374,18 +380,13 @@ def run_sync(
         state = committed_state(handle, source)
         for batch in _batches(prefetch(connector.pages(state)), batch_rows):
             prepared = prepare_batch(contract, name_field=connector_class.subject_name_field, rows=batch.rows)
+            commits, after_commit = batch.commits, batch.after_commit
+            del batch  # the raw rows are not needed any more: free them while the next batch is read
             settle()
-            pending = (
-                loader.submit(
-                    load_batch,
-                    handle,
-                    contract=contract,
-                    batch=prepared,
-                    run_id=run.id,
-                    commits=batch.commits,
-                ),
-                batch,
+            future = loader.submit(
+                load_batch, handle, contract=contract, batch=prepared, run_id=run.id, commits=commits
             )
+            pending = (future, commits, after_commit)
         settle()
         report.state = "success"
     except Exception as error:  # noqa: BLE001 - any failure fails the run; the store stays consistent

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import hmac
 import json
 import os
@@ -93,6 +94,7 @@ class Keyring:
     signing_keys: dict[str, SigningKey] = field(default_factory=dict)
     current_signing_kid: str | None = None
     _aead_cache: dict[str, AESGCM] = field(default_factory=dict, repr=False)
+    _blind_mac: hmac.HMAC | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
@@ -132,7 +134,11 @@ class Keyring:
 
     def blind_index(self, normalised_identifier: str) -> str:
         """The subject's lookup key: hex HMAC-SHA256 of the normalised identifier."""
-        return hmac.digest(self.blind_index_key, normalised_identifier.encode("utf-8"), "sha256").hex()
+        if self._blind_mac is None:  # the keyed state, prepared once and copied per identifier
+            self._blind_mac = hmac.new(self.blind_index_key, digestmod=hashlib.sha256)
+        mac = self._blind_mac.copy()
+        mac.update(normalised_identifier.encode("utf-8"))
+        return mac.hexdigest()
 
     def _aead(self, key_id: str) -> AESGCM:
         aead = self._aead_cache.get(key_id)

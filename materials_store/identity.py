@@ -338,7 +338,8 @@ def canonical_person_ids(values: Sequence[object], *, today: dt.date | None = No
     where = np.flatnonzero(candidates)
     if not len(where):
         return result
-    joined = "".join([values[i] for i in where]).encode("ascii")  # type: ignore[misc]
+    texts: list[str] = [values[i] for i in where.tolist()]  # type: ignore[misc]  # str where candidate
+    joined = "".join(texts).encode("ascii")
     chars = np.frombuffer(joined, dtype=np.uint8).reshape(len(where), 18)
     digits = chars[:, :17].astype(np.int64) - _ZERO
     ok = ((digits >= 0) & (digits <= 9)).all(axis=1)
