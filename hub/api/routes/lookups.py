@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Caller, KeyringDep, SessionDep, require_scope
+from hub.api.deps import ClaimsDep, HandleDep, caller_in_session, check_scope
 from hub.api.jose import detached_jws
 from hub.api.services.lookups import LookupRequest, LookupResponse, lookup
 
@@ -19,14 +18,18 @@ router = APIRouter(prefix="/v1", tags=["lookups"])
     response_model=LookupResponse,
     responses={200: {"headers": {"X-Signature": {"description": "detached compact JWS over the body"}}}},
 )
-def post_lookup(
-    request: LookupRequest,
-    session: SessionDep,
-    keyring: KeyringDep,
-    caller: Annotated[Caller, Depends(require_scope("lookup"))],
+async def post_lookup(
+    lookup_request: LookupRequest, request: Request, handle: HandleDep, claims: ClaimsDep
 ) -> Response:
     """What is on file for this ID. The body is signed: ``X-Signature`` is a detached JWS (EdDSA)."""
-    result = lookup(session, keyring=keyring, caller=caller.client, request=request)
-    body = result.model_dump_json().encode("utf-8")
-    signature = detached_jws(body, keyring.current_signing_key)
+
+    def answer() -> tuple[bytes, str]:
+        # All the store work in one trip to the thread pool: the client check, the lookup, its record.
+        with handle.sessions() as session:
+            caller = check_scope(caller_in_session(request, session, claims), "lookup")
+            result = lookup(session, keyring=handle.keyring, caller=caller.client, request=lookup_request)
+        body = result.model_dump_json().encode("utf-8")
+        return body, detached_jws(body, handle.keyring.current_signing_key)
+
+    body, signature = await run_in_threadpool(answer)
     return Response(body, media_type="application/json", headers={"X-Signature": signature})
