@@ -225,6 +225,10 @@ def load_batch(
 ) -> BatchOutcome:
     """In one transaction: upsert the batch's materials, quarantine its bad rows, save the cursor."""
     with handle.sessions() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            # A bulk load reads index pages once or twice: through the page cache, not a memory map of
+            # the whole store, which would count the store's file against the process's memory.
+            session.connection().exec_driver_sql("PRAGMA mmap_size=0")
         result = upsert_materials(
             session, keyring=handle.keyring, items=batch.materials, source=contract.source, run_id=run_id
         )

@@ -13,7 +13,9 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
@@ -959,6 +961,13 @@ def get_client(session: Session, *, client_id: str) -> Client | None:
     return session.get(Client, client_id)
 
 
+def client_status(session: Session, *, client_id: str) -> str | None:
+    """The client's status (``active``, ``disabled``), or None for an unknown client; no ORM object."""
+    statement = select(Client.status).where(Client.id == client_id)
+    status: str | None = session.execute(statement).scalar_one_or_none()
+    return status
+
+
 def list_clients(session: Session, *, kind: str | None = None) -> list[Client]:
     statement = select(Client).order_by(Client.created_at, Client.id)
     if kind is not None:
@@ -1030,12 +1039,14 @@ def record_usage(
     return _append_usage(session, [entry])[0]
 
 
-def _append_usage(session: Session, batch: Sequence[dict[str, Any]]) -> list[UsageRecord]:
-    """Append records to the chain in order, under the chain lock, with one flush."""
+def _chain_values(session: Session, batch: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """Under the chain lock, the full values of ``batch``'s records chained after the head, and whether
+    a head row exists yet."""
     _lock_audit_chain(session)
-    head = session.get(AuditHead, 1, with_for_update=True)
+    statement = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+    head = session.execute(statement).one_or_none()
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-    records = []
+    chained = []
     for entry in batch:
         values: dict[str, Any] = {
             "seq": prev_seq + 1, "at": utcnow(), "window": None, "case_ref": None, "purpose": None,
@@ -1043,29 +1054,68 @@ def _append_usage(session: Session, batch: Sequence[dict[str, Any]]) -> list[Usa
         }  # fmt: skip
         values["material_ids"] = list(values["material_ids"])
         values["hash"] = _record_hash(values)
-        records.append(UsageRecord(**values))
+        chained.append(values)
         prev_seq, prev_hash = values["seq"], values["hash"]
+    return chained, head is not None
+
+
+def _append_usage(session: Session, batch: Sequence[dict[str, Any]]) -> list[UsageRecord]:
+    """Append records to the chain in order, under the chain lock, with one flush."""
+    chained, has_head = _chain_values(session, batch)
+    records = [UsageRecord(**values) for values in chained]
     session.add_all(records)
-    if head is None:
-        session.add(AuditHead(id=1, seq=prev_seq, hash=prev_hash))
-    else:
-        head.seq, head.hash = prev_seq, prev_hash
     try:
+        session.flush()
+        _move_head(session, chained[-1], has_head)
         session.flush()
     except IntegrityError:
         raise Conflict("another writer appended to the audit chain; retry") from None
     return records
 
 
+def _move_head(session: Session, last: dict[str, Any], has_head: bool) -> None:
+    if has_head:
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=last["seq"], hash=last["hash"]))
+    else:
+        session.add(AuditHead(id=1, seq=last["seq"], hash=last["hash"]))
+
+
 _APPEND_LOCK = threading.Lock()
 
 
-@dataclass(slots=True)
-class _PendingRecord:
-    fields: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
-    record: UsageRecord | None = None
-    error: BaseException | None = None
+class PendingUsage:
+    """A usage record handed to the appender: done once its transaction has committed (or failed)."""
+
+    __slots__ = ("entry", "done", "error", "_callbacks", "_lock")
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.entry = entry
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._callbacks: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._lock:
+            self.error = error
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (from the appender's thread) once done; at once if already done."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def wait(self) -> None:
+        """Block until durable. Raises the append's error (Conflict: the chain stayed too busy)."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
 
 
 class UsageAppender:
@@ -1079,28 +1129,20 @@ class UsageAppender:
         self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.sqlite = engine.dialect.name == "sqlite"
         self.attempts = attempts
-        self.queue: list[_PendingRecord] = []
+        self.queue: list[PendingUsage] = []
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
 
-    def append(self, **fields: Any) -> UsageRecord:
-        """Append one record (the keyword arguments of :func:`record_usage`) and return it once durable.
-
-        Raises:
-            Conflict: the chain stayed too busy to append to.
-        """
-        item = _PendingRecord(fields)
+    def submit(self, entry: dict[str, Any]) -> PendingUsage:
+        """Queue one record (the keyword arguments of :func:`record_usage`); wait on the result."""
+        item = PendingUsage(entry)
         with self.wake:
             self.queue.append(item)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="onecert-usage", daemon=True)
                 self.thread.start()
             self.wake.notify()
-        item.done.wait()
-        if item.error is not None:
-            raise item.error
-        assert item.record is not None
-        return item.record
+        return item
 
     def _run(self) -> None:
         while True:
@@ -1108,38 +1150,44 @@ class UsageAppender:
                 while not self.queue:
                     self.wake.wait()
                 batch, self.queue = self.queue, []
+            error: BaseException | None = None
             try:
-                self._write(batch)
-            except BaseException as error:  # noqa: BLE001 - handed to every waiter of the batch
-                for item in batch:
-                    item.error = error
+                self._write([item.entry for item in batch])
+            except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
+                error = failure
             for item in batch:
-                item.done.set()
+                item._finish(error)
 
-    def _write(self, batch: list[_PendingRecord]) -> None:
+    def _write(self, entries: list[dict[str, Any]]) -> None:
         for attempt in range(self.attempts):
             with self.sessions() as session:
                 try:
                     if self.sqlite:
                         with _APPEND_LOCK:
                             session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                            records = _append_usage(session, [item.fields for item in batch])
+                            self._append(session, entries)
                             session.commit()
                     else:
-                        records = _append_usage(session, [item.fields for item in batch])
+                        self._append(session, entries)
                         session.commit()
-                except Conflict:
+                    return
+                except IntegrityError:
                     session.rollback()
                     time.sleep(0.002 * (attempt + 1))
-                    continue
-            for item, record in zip(batch, records, strict=True):
-                item.record = record
-            return
         raise Conflict("the audit chain is too busy; retry")
+
+    @staticmethod
+    def _append(session: Session, entries: list[dict[str, Any]]) -> None:
+        """The batch in one Core executemany (no ORM objects): same rows as :func:`record_usage`'s."""
+        chained, has_head = _chain_values(session, entries)
+        session.execute(insert(USAGE_RECORDS), chained)
+        _move_head(session, chained[-1], has_head)
+        session.flush()
 
 
 _APPENDERS: dict[Engine, UsageAppender] = {}
 _APPENDERS_LOCK = threading.Lock()
+_DEFERRED: ContextVar[list[PendingUsage] | None] = ContextVar("onecert_deferred_usage", default=None)
 
 
 def usage_appender(engine: Engine) -> UsageAppender:
@@ -1151,19 +1199,38 @@ def usage_appender(engine: Engine) -> UsageAppender:
         return appender
 
 
-def commit_usage(session: Session, **fields: Any) -> UsageRecord:
-    """Append a usage record in a transaction of its own and return once it has committed. For acts whose
-    only write is the record (lookups, reads).
+@contextmanager
+def deferred_usage(pending: list[PendingUsage]) -> Iterator[None]:
+    """Inside this block :func:`commit_usage` queues its record in ``pending`` and returns at once; the
+    caller must wait for every one of them (:meth:`PendingUsage.wait` or ``on_done``) before it answers.
+    Lets an async caller wait for the group commit without holding a thread."""
+    token = _DEFERRED.set(pending)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def commit_usage(session: Session, **entry: Any) -> None:
+    """Append a usage record in a transaction of its own, and return once it has committed (unless
+    deferred: :func:`deferred_usage`). For acts whose only write is the record (lookups, reads).
 
     Appends are group-committed (:class:`UsageAppender`): records queued by concurrent requests share
     one transaction. Under it, on SQLite the transaction starts with ``BEGIN IMMEDIATE`` so the chain
     head is read under the write lock; on PostgreSQL an advisory lock does the same. A writer that still
     loses the race (the chain refuses a fork) retries.
+
+    Raises:
+        Conflict: the chain stayed too busy to append to.
     """
     session.commit()  # end any read transaction: the record must not wait for this session's work
     bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    return usage_appender(engine).append(**fields)
+    item = usage_appender(bind if isinstance(bind, Engine) else bind.engine).submit(entry)
+    deferred = _DEFERRED.get()
+    if deferred is not None:
+        deferred.append(item)
+    else:
+        item.wait()
 
 
 @dataclass(frozen=True, slots=True)

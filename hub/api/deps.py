@@ -8,8 +8,10 @@ thread, and :func:`caller_in_session` lets a route do it in the same hop as its 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -20,7 +22,7 @@ from hub.api.problems import Forbidden, Unauthorized
 from materials_store.crypto import Keyring
 from materials_store.models import Client
 from materials_store.runtime import StoreHandle
-from materials_store.store import get_client
+from materials_store.store import PendingUsage, client_status, get_client
 
 
 async def get_handle(request: Request) -> StoreHandle:
@@ -80,8 +82,20 @@ class Caller:
 
 def caller_in_session(request: Request, session: Session, claims: dict[str, Any]) -> Caller:
     """The caller of verified ``claims``, once the store says its client is still active (401 if not),
-    charged against its rate limit (429)."""
-    client = get_client(session, client_id=str(claims["sub"]))
+    charged against its rate limit (429).
+
+    A client's registration never changes but its status may (``clients disable``): the row is kept
+    per process, the status is read from the store on every request.
+    """
+    client_id = str(claims["sub"])
+    known: dict[str, Client] = request.app.state.__dict__.setdefault("clients", {})
+    client = known.get(client_id)
+    if client is None:
+        client = get_client(session, client_id=client_id)
+        if client is not None and client.status == "active":
+            known[client_id] = client
+    elif client_status(session, client_id=client_id) != "active":
+        client = None
     if client is None or client.status != "active":
         raise Unauthorized("the client is unknown or disabled")
     request.app.state.rate_limiter.check(client.id)
@@ -94,6 +108,27 @@ def get_caller(request: Request, session: SessionDep, claims: ClaimsDep) -> Call
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def durable(pending: list[PendingUsage]) -> None:
+    """Wait, without holding a thread, until the usage records in ``pending`` have committed.
+
+    Raises:
+        Conflict: a record could not be appended (the chain stayed too busy).
+    """
+    loop = asyncio.get_running_loop()
+    for item in pending:
+        if not item.done.is_set():
+            done: asyncio.Future[None] = loop.create_future()
+            item.on_done(partial(loop.call_soon_threadsafe, _resolve, done))
+            await done
+        if item.error is not None:
+            raise item.error
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def check_scope(caller: Caller, scope: str) -> Caller:

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import ClaimsDep, HandleDep, caller_in_session, check_scope
+from hub.api.deps import ClaimsDep, HandleDep, caller_in_session, check_scope, durable
 from hub.api.jose import detached_jws
 from hub.api.services.lookups import LookupRequest, LookupResponse, lookup
+from materials_store.store import PendingUsage, deferred_usage
 
 router = APIRouter(prefix="/v1", tags=["lookups"])
 
@@ -22,14 +23,19 @@ async def post_lookup(
     lookup_request: LookupRequest, request: Request, handle: HandleDep, claims: ClaimsDep
 ) -> Response:
     """What is on file for this ID. The body is signed: ``X-Signature`` is a detached JWS (EdDSA)."""
+    pending: list[PendingUsage] = []
 
     def answer() -> tuple[bytes, str]:
         # All the store work in one trip to the thread pool: the client check, the lookup, its record.
-        with handle.sessions() as session:
+        # The record's group commit is awaited below, without holding the thread.
+        with deferred_usage(pending), handle.sessions() as session:
             caller = check_scope(caller_in_session(request, session, claims), "lookup")
             result = lookup(session, keyring=handle.keyring, caller=caller.client, request=lookup_request)
         body = result.model_dump_json().encode("utf-8")
         return body, detached_jws(body, handle.keyring.current_signing_key)
 
-    body, signature = await run_in_threadpool(answer)
+    try:
+        body, signature = await run_in_threadpool(answer)
+    finally:
+        await durable(pending)  # the answer (or refusal) goes out only once its usage record is stored
     return Response(body, media_type="application/json", headers={"X-Signature": signature})
