@@ -18,21 +18,22 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import Engine, Row, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from contracts import MaterialTypeSpec
 from materials_store.crypto import Keyring
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import CHINA_TZ, Identifier
 from materials_store.models import (
+    CLIENTS,
     MATERIALS,
     SUBJECTS,
     USAGE_RECORDS,
@@ -279,19 +280,45 @@ def find_subject(session: Session, *, keyring: Keyring, identifier: Identifier) 
     return session.scalars(select(Subject).where(Subject.blind_index == index)).one_or_none()
 
 
+class SubjectRecord(Protocol):
+    """What reading a subject's identity needs: a :class:`Subject` or a row of :func:`find_subject_row`."""
+
+    id: int
+    blind_index: str
+    key_id: str
+    id_ciphertext: bytes
+    name_ciphertext: bytes | None
+
+
+_SUBJECT_BY_INDEX = select(
+    SUBJECTS.c.id,
+    SUBJECTS.c.blind_index,
+    SUBJECTS.c.key_id,
+    SUBJECTS.c.id_ciphertext,
+    SUBJECTS.c.name_ciphertext,
+).where(SUBJECTS.c.blind_index == bindparam("blind_index"))
+
+
+def find_subject_row(session: Session, *, keyring: Keyring, identifier: Identifier) -> SubjectRecord | None:
+    """:func:`find_subject` without an ORM object (the lookup hot path): a row with the same fields."""
+    parameters = {"blind_index": keyring.blind_index(identifier.value)}
+    row: SubjectRecord | None = session.execute(_SUBJECT_BY_INDEX, parameters).one_or_none()
+    return row
+
+
 def find_subject_id(session: Session, *, keyring: Keyring, identifier: Identifier) -> int | None:
     """The subject's id, or None: the hot-path variant of :func:`find_subject` (no ORM object)."""
     index = keyring.blind_index(identifier.value)
     return session.execute(select(Subject.id).where(Subject.blind_index == index)).scalar_one_or_none()
 
 
-def subject_identifier(keyring: Keyring, subject: Subject) -> str:
+def subject_identifier(keyring: Keyring, subject: SubjectRecord) -> str:
     """Decrypt the subject's normalised identifier."""
     aad = _subject_aad(subject.blind_index)
     return keyring.decrypt(subject.key_id, subject.id_ciphertext, aad=aad).decode("utf-8")
 
 
-def subject_name(keyring: Keyring, subject: Subject) -> str | None:
+def subject_name(keyring: Keyring, subject: SubjectRecord) -> str | None:
     """Decrypt the subject's name, when a source has given one."""
     if subject.name_ciphertext is None:
         return None
@@ -558,6 +585,11 @@ class MaterialView:
 
 
 _VIEW_COLUMNS = tuple(getattr(MATERIALS.c, name) for name in MaterialView.__slots__)
+_LATEST_OF_SUBJECT = (
+    select(*_VIEW_COLUMNS)
+    .where(MATERIALS.c.status == "valid", MATERIALS.c.subject_id == bindparam("subject_id"))
+    .order_by(MATERIALS.c.type_code, MATERIALS.c.issued_at.desc(), MATERIALS.c.id)
+)
 
 
 def latest_materials(
@@ -573,6 +605,8 @@ def latest_materials(
     """
     if (subject_id is None) == (blind_index is None):
         raise TypeError("give exactly one of subject_id and blind_index")
+    if subject_id is not None and types is None:  # the lookup's own query, built once
+        return [MaterialView(*row) for row in session.execute(_LATEST_OF_SUBJECT, {"subject_id": subject_id})]
     table = MATERIALS
     statement = select(*_VIEW_COLUMNS).where(table.c.status == "valid")
     if subject_id is not None:
@@ -961,10 +995,12 @@ def get_client(session: Session, *, client_id: str) -> Client | None:
     return session.get(Client, client_id)
 
 
+_CLIENT_STATUS = select(CLIENTS.c.status).where(CLIENTS.c.id == bindparam("client_id"))
+
+
 def client_status(session: Session, *, client_id: str) -> str | None:
     """The client's status (``active``, ``disabled``), or None for an unknown client; no ORM object."""
-    statement = select(Client.status).where(Client.id == client_id)
-    status: str | None = session.execute(statement).scalar_one_or_none()
+    status: str | None = session.execute(_CLIENT_STATUS, {"client_id": client_id}).scalar_one_or_none()
     return status
 
 
@@ -1048,15 +1084,21 @@ def _chain_values(session: Session, batch: Sequence[dict[str, Any]]) -> tuple[li
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
     chained = []
     for entry in batch:
-        values: dict[str, Any] = {
-            "seq": prev_seq + 1, "at": utcnow(), "window": None, "case_ref": None, "purpose": None,
-            "subject_index": None, "material_ids": [], "detail": None, **entry, "prev_hash": prev_hash,
-        }  # fmt: skip
-        values["material_ids"] = list(values["material_ids"])
-        values["hash"] = _record_hash(values)
+        values = _chained(entry, prev_seq, prev_hash)
         chained.append(values)
         prev_seq, prev_hash = values["seq"], values["hash"]
     return chained, head is not None
+
+
+def _chained(entry: dict[str, Any], prev_seq: int, prev_hash: str) -> dict[str, Any]:
+    """A record's full values, hash included, as the successor of ``(prev_seq, prev_hash)``."""
+    values: dict[str, Any] = {
+        "seq": prev_seq + 1, "at": utcnow(), "window": None, "case_ref": None, "purpose": None,
+        "subject_index": None, "material_ids": [], "detail": None, **entry, "prev_hash": prev_hash,
+    }  # fmt: skip
+    values["material_ids"] = list(values["material_ids"])
+    values["hash"] = _record_hash(values)
+    return values
 
 
 def _append_usage(session: Session, batch: Sequence[dict[str, Any]]) -> list[UsageRecord]:
@@ -1126,8 +1168,19 @@ class UsageAppender:
     """
 
     def __init__(self, engine: Engine, *, attempts: int = 8) -> None:
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
+        mark = "?" if self.sqlite else "%s"
+        # Quoted: ``window`` is a reserved word in PostgreSQL.
+        columns = ", ".join(f'"{name}"' for name in _USAGE_COLUMNS)
+        marks = ", ".join(mark for _ in _USAGE_COLUMNS)
+        lock = "" if self.sqlite else " FOR UPDATE"
+        self.sql = {  # fixed names and placeholders only
+            "head": f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}",  # noqa: S608
+            "insert": f"INSERT INTO usage_records ({columns}) VALUES ({marks})",  # noqa: S608
+            "start": f"INSERT INTO audit_head (id, seq, hash) VALUES (1, {mark}, {mark})",  # noqa: S608
+            "move": f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",  # noqa: S608
+        }
         self.attempts = attempts
         self.queue: list[PendingUsage] = []
         self.wake = threading.Condition()
@@ -1160,29 +1213,62 @@ class UsageAppender:
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         for attempt in range(self.attempts):
-            with self.sessions() as session:
+            with self.engine.connect() as connection:
                 try:
                     if self.sqlite:
                         with _APPEND_LOCK:
-                            session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                            self._append(session, entries)
-                            session.commit()
+                            connection.exec_driver_sql("BEGIN IMMEDIATE")
+                            self._append(connection, entries)
+                            connection.commit()
                     else:
-                        self._append(session, entries)
-                        session.commit()
+                        self._append(connection, entries)
+                        connection.commit()
                     return
                 except IntegrityError:
-                    session.rollback()
+                    connection.rollback()
                     time.sleep(0.002 * (attempt + 1))
         raise Conflict("the audit chain is too busy; retry")
 
-    @staticmethod
-    def _append(session: Session, entries: list[dict[str, Any]]) -> None:
-        """The batch in one Core executemany (no ORM objects): same rows as :func:`record_usage`'s."""
-        chained, has_head = _chain_values(session, entries)
-        session.execute(insert(USAGE_RECORDS), chained)
-        _move_head(session, chained[-1], has_head)
-        session.flush()
+    def _append(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
+        """The batch at the driver level (a busy hub appends hundreds of batches a second): the same rows
+        :func:`record_usage` writes, JSON columns as SQLAlchemy's JSON type would serialise them."""
+        if not self.sqlite:
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+        head = connection.exec_driver_sql(self.sql["head"]).one_or_none()
+        prev_seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
+        json_value = _json_text if self.sqlite else _json_parameter()
+        rows = []
+        for entry in entries:
+            values = _chained(entry, prev_seq, prev_hash)
+            values["at"] = self.driver_moment(values["at"])
+            rows.append(
+                tuple(json_value(values[n]) if n in _USAGE_JSON else values[n] for n in _USAGE_COLUMNS)
+            )
+            prev_seq, prev_hash = values["seq"], values["hash"]
+        connection.exec_driver_sql(self.sql["insert"], rows)
+        connection.exec_driver_sql(self.sql["move" if head else "start"], (prev_seq, prev_hash))
+
+    def driver_moment(self, value: dt.datetime) -> Any:
+        if self.sqlite:  # SQLAlchemy's SQLite DATETIME storage format, in UTC (as DriverValues.moment)
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value
+
+
+_USAGE_COLUMNS = (
+    "seq", "at", "client_id", "client_kind", "window", "action", "case_ref", "purpose", "subject_index",
+    "material_ids", "outcome", "detail", "prev_hash", "hash",
+)  # fmt: skip
+_USAGE_JSON = frozenset({"material_ids", "detail"})
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value)  # what SQLAlchemy's JSON type stores (None as JSON null)
+
+
+def _json_parameter() -> Callable[[Any], Any]:
+    from psycopg.types.json import Json
+
+    return Json
 
 
 _APPENDERS: dict[Engine, UsageAppender] = {}

@@ -12,7 +12,7 @@ from materials_store.crypto import Keyring
 from materials_store.errors import DataError, NotFound
 from materials_store.identity import mask, parse_identifier
 from materials_store.models import Client
-from materials_store.store import commit_usage, find_subject, last_runs, latest_materials, subject_name
+from materials_store.store import commit_usage, find_subject_row, last_runs, latest_materials, subject_name
 
 
 class LookupRequest(BaseModel):
@@ -86,7 +86,7 @@ def lookup(session: Session, *, keyring: Keyring, caller: Client, request: Looku
     identifier = parse_identifier(request.id)
     if request.service_item or request.bundle:
         raise DataError("unknown service item or bundle: the catalogue of service items is not loaded yet")
-    subject = find_subject(session, keyring=keyring, identifier=identifier)
+    subject = find_subject_row(session, keyring=keyring, identifier=identifier)
     views = latest_materials(session, subject_id=subject.id) if subject else []
     index = keyring.blind_index(identifier.value)
     outcome = "found" if views else "nothing_on_file"
