@@ -302,7 +302,7 @@ _SUBJECT_BY_INDEX = select(
 def find_subject_row(session: Session, *, keyring: Keyring, identifier: Identifier) -> SubjectRecord | None:
     """:func:`find_subject` without an ORM object (the lookup hot path): a row with the same fields."""
     parameters = {"blind_index": keyring.blind_index(identifier.value)}
-    row: SubjectRecord | None = session.execute(_SUBJECT_BY_INDEX, parameters).one_or_none()
+    row: SubjectRecord | None = session.connection().execute(_SUBJECT_BY_INDEX, parameters).one_or_none()
     return row
 
 
@@ -606,7 +606,8 @@ def latest_materials(
     if (subject_id is None) == (blind_index is None):
         raise TypeError("give exactly one of subject_id and blind_index")
     if subject_id is not None and types is None:  # the lookup's own query, built once
-        return [MaterialView(*row) for row in session.execute(_LATEST_OF_SUBJECT, {"subject_id": subject_id})]
+        rows = session.connection().execute(_LATEST_OF_SUBJECT, {"subject_id": subject_id})
+        return [MaterialView(*row) for row in rows]
     table = MATERIALS
     statement = select(*_VIEW_COLUMNS).where(table.c.status == "valid")
     if subject_id is not None:
@@ -1000,7 +1001,8 @@ _CLIENT_STATUS = select(CLIENTS.c.status).where(CLIENTS.c.id == bindparam("clien
 
 def client_status(session: Session, *, client_id: str) -> str | None:
     """The client's status (``active``, ``disabled``), or None for an unknown client; no ORM object."""
-    status: str | None = session.execute(_CLIENT_STATUS, {"client_id": client_id}).scalar_one_or_none()
+    statement, parameters = _CLIENT_STATUS, {"client_id": client_id}
+    status: str | None = session.connection().execute(statement, parameters).scalar_one_or_none()
     return status
 
 
