@@ -36,11 +36,14 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/ruff check hub connectors dags contracts materials_store tests
 	$(BIN)/mypy
+	@# A breaking data-contract change needs a new major version (datacontract breaking vs main).
+	$(BIN)/onecert contracts check
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check hub connectors dags contracts materials_store tests
 	$(BIN)/mypy
+	$(BIN)/onecert contracts check
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -52,6 +52,13 @@ class Connector(ABC):
     def pages(self, state: dict[str, str]) -> Iterator[Page]:
         """Read everything after ``state`` (the committed streams of this source), page by page."""
 
+    def finalise(self, commits: list[tuple[str, str]]) -> None:
+        """Tidy the source after ``commits`` were committed by a staged (Airflow) run; idempotent.
+
+        The in-process pipeline uses each page's ``after_commit`` instead.
+        """
+        return None
+
     def map_row(self, row: dict[str, Any]) -> dict[str, Any]:
         mapping = self.field_map
         return {mapping.get(k, k): v for k, v in row.items() if k not in self.ignored_fields}

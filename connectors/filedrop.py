@@ -76,6 +76,16 @@ class FileDropConnector(Connector):
                 f"{self.name}: {path.name} is not in the declared encoding {encoding}", source=self.name
             ) from None
 
+    def finalise(self, commits: list[tuple[str, str]]) -> None:
+        """Archive the files a staged run committed (a later read would archive them anyway)."""
+        inbox = self.inbox()
+        archive = inbox.parent / "archive"
+        for stream, name in commits:
+            path = inbox / name
+            if stream.startswith("file:") and path.is_file() and _digest(path) == stream[len("file:") :]:
+                archive.mkdir(exist_ok=True)
+                shutil.move(str(path), archive / path.name)
+
     def pages(self, state: dict[str, str]) -> Iterator[Page]:
         inbox = self.inbox()
         archive = inbox.parent / "archive"

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ from materials_store.store import (
     sync_material_types,
     upsert_materials,
 )
+
+if TYPE_CHECKING:
+    from contracts.validation import ExpectationOutcome
 
 log = logging.getLogger(__name__)
 #: Rows per validate-and-load batch: GX has a fixed cost per batch of about a quarter second.
@@ -95,7 +98,7 @@ def _date(value: Any) -> dt.date | None:
 
 
 def _normalise_subjects(
-    contract: Contract, values: list[Any]
+    contract: Contract, values: list[Any] | pd.Series
 ) -> tuple[list[Identifier | None], list[str | None]]:
     """Parsed identifiers (or None) and reasons. Canonical, valid ID numbers are recognised for the
     whole batch at once (:func:`canonical_person_ids`); the rest (to normalise, credit codes, invalid
@@ -103,6 +106,8 @@ def _normalise_subjects(
     expected = {"person": {IdentifierKind.PERSON}, "organisation": {IdentifierKind.ORGANISATION}}.get(
         contract.subject_kind, {IdentifierKind.PERSON, IdentifierKind.ORGANISATION}
     )
+    if isinstance(values, pd.Series):
+        values = values.tolist()
     count = len(values)
     normalised: list[Identifier | None] = [None] * count
     reasons: list[str | None] = [None] * count
@@ -135,62 +140,86 @@ def _clean(value: Any) -> Any:
 
 
 @dataclass
-class PreparedBatch:
-    """A validated batch, ready to load: the materials of its valid rows and its quarantine rows."""
+class CheckedBatch:
+    """One batch after ID normalisation and validation: which rows are good, and why the others are not."""
 
-    extracted: int
-    materials: list[MaterialInput]
-    bad: list[QuarantineInput]
-    quarantined_ids: list[str]
+    rows: list[dict[str, Any]]
+    identifiers: list[Identifier | None]
+    valid: list[bool]
+    failures: dict[int, list[dict[str, Any]]]
+    outcomes: list[ExpectationOutcome]
+    #: The Great Expectations validation result (None for an empty batch).
+    raw: Any = None
+    #: The rows column-wise, subject IDs normalised (None: built again from ``rows`` when needed).
+    columns: dict[str, list[Any]] | None = None
 
 
-def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict[str, Any]]) -> PreparedBatch:
-    """Normalise subject IDs, validate with the contract's GX suite, and build the materials of the
-    valid rows and the quarantine entries of the others (with the rules they broke). No database work.
-    """
-    from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, validate_batch
+def _columns(contract: Contract, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One list per contract field (missing fields are null), the subject field included."""
+    names = dict.fromkeys([*contract.field_names, contract.subject_field])
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def check_batch(contract: Contract, rows: list[dict[str, Any]]) -> CheckedBatch:
+    """Normalise the subject IDs of one batch and validate it with the contract's suite."""
+    from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, ExpectationOutcome, validate_batch
 
     subject_field = contract.subject_field
-    field_names = list(dict.fromkeys([*contract.field_names, subject_field]))
-    # Column-wise: one list per contract field (missing fields are null), the frame built from them.
-    columns = {name: [row.get(name) for row in rows] for name in field_names}
+    # Column-wise: the frame, and later the payloads, are built from the same lists.
+    columns = _columns(contract, rows)
     identifiers, reasons = _normalise_subjects(contract, columns[subject_field])
-    raw_subjects = columns[subject_field]
     columns[subject_field] = [
-        i.value if i is not None else raw for i, raw in zip(identifiers, raw_subjects, strict=True)
+        i.value if i is not None else raw for i, raw in zip(identifiers, columns[subject_field], strict=True)
     ]
-    validation = None
-    if rows:
-        frame = pd.DataFrame(columns, copy=False)
-        frame[SUBJECT_VALID] = [value is not None for value in identifiers]
-        frame[SUBJECT_REASON] = reasons
-        validation = validate_batch(contract, frame)
+    if not rows:
+        return CheckedBatch(rows, identifiers, [], {}, [], None, columns)
+    frame = pd.DataFrame(columns, copy=False)
+    frame[SUBJECT_VALID] = [value is not None for value in identifiers]
+    frame[SUBJECT_REASON] = reasons
+    validation = validate_batch(contract, frame)
+    bad_ids = sum(1 for value in identifiers if value is None)
+    identity = ExpectationOutcome(
+        expectation="identity", rule="valid_subject_id", column=subject_field, success=bad_ids == 0,
+        element_count=len(rows), unexpected_count=bad_ids,
+    )  # fmt: skip
+    return CheckedBatch(
+        rows, identifiers, validation.valid_mask.tolist(), validation.failures, [identity, *validation.results],
+        validation.raw, columns,
+    )  # fmt: skip
 
+
+def split_checked(
+    contract: Contract, *, name_field: str | None, checked: CheckedBatch
+) -> tuple[list[MaterialInput], list[QuarantineInput]]:
+    """The materials to load from a checked batch's good rows, and the quarantine entries of its bad ones."""
+    rows, identifiers = checked.rows, checked.identifiers
     bad: list[QuarantineInput] = []
-    quarantined_ids: list[str] = []
-    valid_positions: list[int] = list(range(len(rows)))
-    if validation is not None and validation.invalid_count:
-        for position in sorted(validation.failures):
-            record_id = rows[position].get(contract.primary_key)
-            bad.append(
-                QuarantineInput(
-                    str(record_id) if record_id else None, rows[position], validation.failures[position]
-                )
-            )
-            quarantined_ids.append(str(record_id))
-        valid_positions = np.flatnonzero(validation.valid_mask).tolist()
-
+    for position in sorted(checked.failures):
+        record_id = rows[position].get(contract.primary_key)
+        bad.append(
+            QuarantineInput(str(record_id) if record_id else None, rows[position], checked.failures[position])
+        )
+    columns = checked.columns
+    if columns is None:
+        columns = _columns(contract, rows)
+        columns[contract.subject_field] = [
+            i.value if i is not None else raw
+            for i, raw in zip(identifiers, columns[contract.subject_field], strict=True)
+        ]
+    field_names = list(columns)
     spec = contract.material_type
     type_code, issuer, validity = spec.code, contract.department, contract.validity_days
     names = columns.get(name_field) if name_field else None
     issued_column, until_column = columns["issued_at"], columns.get("valid_until")
     record_column = columns[contract.primary_key]
     # The payloads, row-wise again: the columns transposed in one go (rows come from JSON/CSV/SQL: no NaN).
-    values = list(zip(*(columns[name] for name in field_names), strict=True))
+    values = list(zip(*columns.values(), strict=True))
     days: dict[Any, dt.date | None] = {None: None}
     materials: list[MaterialInput] = []
     append = materials.append
-    for position in valid_positions:
+    for position, valid in enumerate(checked.valid):
+        if not valid:
+            continue
         identifier = identifiers[position]
         assert identifier is not None  # rows with invalid IDs are quarantined above
         raw = issued_column[position]
@@ -212,7 +241,25 @@ def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict
                 _clean(names[position]) if names is not None else None,
             )
         )
-    return PreparedBatch(len(rows), materials, bad, quarantined_ids)
+    return materials, bad
+
+
+@dataclass
+class PreparedBatch:
+    """A validated batch, ready to load: the materials of its valid rows and its quarantine rows."""
+
+    extracted: int
+    materials: list[MaterialInput]
+    bad: list[QuarantineInput]
+    quarantined_ids: list[str]
+
+
+def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict[str, Any]]) -> PreparedBatch:
+    """Normalise subject IDs, validate with the contract's GX suite, and build the materials of the
+    valid rows and the quarantine entries of the others (with the rules they broke). No database work.
+    """
+    materials, bad = split_checked(contract, name_field=name_field, checked=check_batch(contract, rows))
+    return PreparedBatch(len(rows), materials, bad, [str(item.source_record_id) for item in bad])
 
 
 def load_batch(

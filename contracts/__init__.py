@@ -105,6 +105,9 @@ class Contract:
     primary_key: str = "record_id"
     cursor_field: str = "updated_at"
     subject_field: str = "subject_id"
+    #: The fields holding the subject's own name and birth date, which reconcile_identity cross-checks.
+    subject_name_field: str | None = None
+    subject_birth_date_field: str | None = None
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -124,6 +127,10 @@ class Contract:
 
 def _custom(properties: list[Any] | None) -> dict[str, Any]:
     return {item.property: item.value for item in properties or [] if item.property}
+
+
+def _optional(value: Any) -> str | None:
+    return None if value in (None, "", "none") else str(value)
 
 
 def _number(value: Any) -> float | None:
@@ -243,6 +250,8 @@ def _parse(path: Path) -> Contract:
         transport=str(custom.get("transport", "rest")),
         encoding=str(custom.get("encoding", "utf-8")),
         path=path,
+        subject_name_field=_optional(custom.get("subjectNameField")),
+        subject_birth_date_field=_optional(custom.get("subjectBirthDateField")),
     )
 
 

@@ -57,6 +57,8 @@ class BatchValidation:
     valid_mask: np.ndarray
     failures: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     results: list[ExpectationOutcome] = field(default_factory=list)
+    #: The Great Expectations result itself (for Data Docs, after redaction); None for an empty batch.
+    raw: Any = None
 
     @property
     def valid_count(self) -> int:
@@ -191,6 +193,7 @@ def validate_batch(contract: Contract, frame: pd.DataFrame) -> BatchValidation:
                 }
             )
     results: list[ExpectationOutcome] = []
+    validation = None
     if n:
         validation = _validator(contract).run(prepared)
         for result in validation.results:
@@ -227,4 +230,4 @@ def validate_batch(contract: Contract, frame: pd.DataFrame) -> BatchValidation:
     mask = np.ones(n, dtype=bool)
     if failures:
         mask[list(failures)] = False
-    return BatchValidation(valid_mask=mask, failures=failures, results=results)
+    return BatchValidation(valid_mask=mask, failures=failures, results=results, raw=validation)

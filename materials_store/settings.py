@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: Requests per minute one client may make before it gets 429.
     rate_limit_per_minute: int = Field(default=6000, ge=1)
+    #: Loopback port of the hub when the demo (``onecert up``) runs it in the background.
+    hub_port: int = Field(default=8000, ge=1, le=65535)
+    #: Loopback port of the embedded Airflow's UI and API (``airflow standalone``).
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow_port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -882,9 +882,13 @@ def new_run_id(source: str) -> str:
 
 
 def start_run(session: Session, *, source: str, run_id: str | None = None) -> SyncRun:
-    """Open a sync run and commit it at once, so a steward sees it running."""
-    run = SyncRun(id=run_id or new_run_id(source), source=source, state="running", started_at=utcnow())
-    session.add(run)
+    """Open a sync run and commit it at once, so a steward sees it running. Reopening an existing run id
+    (an orchestrator retrying or rerunning the same run) starts it afresh."""
+    run = session.get(SyncRun, run_id) if run_id else None
+    if run is None:
+        run = SyncRun(id=run_id or new_run_id(source), source=source)
+        session.add(run)
+    run.state, run.started_at, run.finished_at, run.error = "running", utcnow(), None, None
     session.commit()
     return run
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from materials_store.settings import Settings, get_settings
+
+# Airflow reads its configuration once, at its first import: point it at a throwaway home for the whole
+# session (metadata DB initialised by the ``airflow_home`` fixture), our DAGs folder, and no examples.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="onecert-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +48,15 @@ def postgres_url() -> Iterator[str]:
 
     with throwaway_postgres() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """Airflow's metadata database, migrated once per session (``dag.test()`` needs it)."""
+    import subprocess
+    import sys
+
+    subprocess.run(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=dict(os.environ)
+    )
+    return _AIRFLOW_HOME

@@ -26,7 +26,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_demo_creates_store_syncs_the_sandbox_and_reports_sources(tmp_path: Path) -> None:
     env = {**os.environ, "ONECERT_HOME": str(tmp_path), "ONECERT_DEV": "0"}
     try:
-        result = _run(env, "demo", "--size", "200")
+        result = _run(env, "demo", "--size", "200", "--no-airflow")
         assert result.returncode == 0, result.stderr
         assert "居民户口簿" in result.stdout
         assert "store ready" in result.stdout
@@ -44,7 +44,7 @@ def test_demo_creates_store_syncs_the_sandbox_and_reports_sources(tmp_path: Path
             assert row["extracted"] == row["loaded"] + row["unchanged"] + row["quarantined"]
             assert row["extracted"] > 0
         # Running it again is harmless: the same keyring and store, and nothing new to load.
-        again = _run(env, "demo", "--size", "200")
+        again = _run(env, "demo", "--size", "200", "--no-airflow")
         assert again.returncode == 0, again.stderr
         assert "created" not in again.stdout
         assert all(row["loaded"] == 0 for row in json.loads(_run(env, "sources", "--json").stdout))

@@ -7,12 +7,14 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contracts.data_docs import site_dir
 from hub.api import metrics, problems
 from hub.api.jose import TokenService
 from hub.api.ratelimit import RateLimiter
-from hub.api.routes import clients, health, jwks, lookups, materials, oauth, usage
+from hub.api.routes import clients, health, jwks, lookups, materials, oauth, quarantine, sources, usage
 from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
 
@@ -67,6 +69,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     metrics.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, jwks, oauth, clients, lookups, materials, usage):
+    for module in (health, jwks, oauth, clients, lookups, materials, usage, sources, quarantine):
         app.include_router(module.router)
+    app.mount("/data-docs", _data_docs(settings), name="data-docs")
     return app
+
+
+def _data_docs(settings: Settings) -> StaticFiles:
+    """The Great Expectations Data Docs site the ``data_docs`` DAG builds (counts and rules only)."""
+    site = site_dir(settings.home)
+    site.mkdir(parents=True, exist_ok=True)
+    index = site / "index.html"
+    if not index.exists():
+        index.write_text(
+            "<!doctype html><meta charset=utf-8><title>Data Docs</title>"
+            "<p>No Data Docs yet: they are built by the Airflow DAG <code>data_docs</code> after a sync.</p>",
+            encoding="utf-8",
+        )
+    return StaticFiles(directory=site, html=True, check_dir=False)

@@ -15,7 +15,7 @@ def serve(
     import uvicorn
 
     uvicorn.run(
-        "hub.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+        "hub.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level
     )
 
 
