@@ -14,14 +14,16 @@ def _store() -> StoreHandle:
 
 
 def expire_and_flag() -> dict[str, Any]:
-    """Expire materials past their validity."""
+    """Expire materials past their validity; flag open promises (容缺) past their due date as overdue."""
+    from materials_store.cases import flag_overdue_promises
     from materials_store.store import expire_materials
 
     handle = _store()
     with handle.sessions() as session:
         expired = expire_materials(session)
+        overdue = flag_overdue_promises(session)
         session.commit()
-    return {"expired": expired}
+    return {"expired": expired, "promises_overdue": overdue}
 
 
 def reconcile() -> dict[str, Any]:

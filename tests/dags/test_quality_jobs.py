@@ -12,9 +12,11 @@ from connectors import stages
 from connectors.pipeline import run_sync
 from connectors.sandbox.generate import load_manifest
 from dags import jobs
-from materials_store.models import IdentityConflict, Material
+from materials_store.cases import open_promise
+from materials_store.models import IdentityConflict, Material, Promise
 from materials_store.quality import dismiss_conflict, list_conflicts, reconcile_identity
 from materials_store.runtime import StoreHandle
+from materials_store.store import today
 
 
 def test_reconcile_identity_records_each_name_that_disagrees_with_police(sandbox: Path, store: StoreHandle) -> None:
@@ -51,11 +53,16 @@ def test_expire_job_expires_materials_past_their_validity(sandbox: Path, store: 
         material = session.scalars(select(Material).where(Material.status == "valid")).first()
         assert material is not None
         material.valid_until = dt.date(2020, 1, 1)
+        promise, _ = open_promise(session, case_ref="C-1", client_id="win-1", subject_id=material.subject_id,
+                                  type_code="civil.marriage", due_date=today())  # fmt: skip
+        promise.due_date = dt.date(2020, 1, 1)  # a promise the applicant did not keep
         session.commit()
-        material_id = material.id
-    assert jobs.expire_and_flag()["expired"] >= 1
+        material_id, promise_id = material.id, promise.id
+    result = jobs.expire_and_flag()
+    assert result["expired"] >= 1 and result["promises_overdue"] == 1
     with store.sessions() as session:
         assert session.get(Material, material_id).status == "expired"  # type: ignore[union-attr]
+        assert session.get(Promise, promise_id).state == "overdue"  # type: ignore[union-attr]
 
 
 def test_data_docs_show_the_runs_without_any_citizen_data(sandbox: Path, store: StoreHandle) -> None:
