@@ -13,9 +13,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
@@ -25,7 +27,13 @@ from connectors.registry import get_connector
 from contracts import Contract, load_contract
 from materials_store.cases import settle_arrivals
 from materials_store.errors import OneCertError
-from materials_store.identity import Identifier, IdentifierKind, InvalidIdentifier, parse_identifier
+from materials_store.identity import (
+    Identifier,
+    IdentifierKind,
+    InvalidIdentifier,
+    canonical_person_ids,
+    parse_identifier,
+)
 from materials_store.models import SyncState
 from materials_store.runtime import StoreHandle
 from materials_store.store import (
@@ -84,17 +92,33 @@ def committed_state(handle: StoreHandle, source: str) -> dict[str, str]:
         return {stream: cursor for stream, cursor in rows}
 
 
+def _date(value: Any) -> dt.date | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    return dt.date.fromisoformat(str(value)[:10])
+
+
 def _normalise_subjects(
-    contract: Contract, values: pd.Series
+    contract: Contract, values: list[Any] | pd.Series
 ) -> tuple[list[Identifier | None], list[str | None]]:
-    """Parsed identifiers (or None) and reasons, computed once per distinct value."""
-    cache: dict[Any, tuple[Identifier | None, str | None]] = {}
+    """Parsed identifiers (or None) and reasons. Canonical, valid ID numbers are recognised for the
+    whole batch at once (:func:`canonical_person_ids`); the rest (to normalise, credit codes, invalid
+    values, which need their reason) are parsed one by one, once per distinct value."""
     expected = {"person": {IdentifierKind.PERSON}, "organisation": {IdentifierKind.ORGANISATION}}.get(
         contract.subject_kind, {IdentifierKind.PERSON, IdentifierKind.ORGANISATION}
     )
-    normalised: list[Identifier | None] = []
-    reasons: list[str | None] = []
-    for value in values.tolist():
+    if isinstance(values, pd.Series):
+        values = values.tolist()
+    count = len(values)
+    normalised: list[Identifier | None] = [None] * count
+    reasons: list[str | None] = [None] * count
+    fast = canonical_person_ids(values) if IdentifierKind.PERSON in expected else np.zeros(count, dtype=bool)
+    person = IdentifierKind.PERSON
+    for position in np.flatnonzero(fast).tolist():
+        normalised[position] = Identifier(person, values[position])
+    cache: dict[Any, tuple[Identifier | None, str | None]] = {}
+    for position in np.flatnonzero(~fast).tolist():
+        value = values[position]
         result = cache.get(value)
         if result is None:
             if value is None or (isinstance(value, float) and pd.isna(value)):
@@ -106,15 +130,8 @@ def _normalise_subjects(
                 except InvalidIdentifier as error:
                     result = (None, error.reason.value)
             cache[value] = result
-        normalised.append(result[0])
-        reasons.append(result[1])
+        normalised[position], reasons[position] = result
     return normalised, reasons
-
-
-def _date(value: Any) -> dt.date | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    return dt.date.fromisoformat(str(value)[:10])
 
 
 def _clean(value: Any) -> Any:
@@ -134,24 +151,32 @@ class CheckedBatch:
     outcomes: list[ExpectationOutcome]
     #: The Great Expectations validation result (None for an empty batch).
     raw: Any = None
+    #: The rows column-wise, subject IDs normalised (None: built again from ``rows`` when needed).
+    columns: dict[str, list[Any]] | None = None
+
+
+def _columns(contract: Contract, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """One list per contract field (missing fields are null), the subject field included."""
+    names = dict.fromkeys([*contract.field_names, contract.subject_field])
+    return {name: [row.get(name) for row in rows] for name in names}
 
 
 def check_batch(contract: Contract, rows: list[dict[str, Any]]) -> CheckedBatch:
     """Normalise the subject IDs of one batch and validate it with the contract's suite."""
     from contracts.validation import SUBJECT_REASON, SUBJECT_VALID, ExpectationOutcome, validate_batch
 
-    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(contract.field_names))
     subject_field = contract.subject_field
-    if subject_field not in frame:
-        frame[subject_field] = None
-    identifiers, reasons = _normalise_subjects(contract, frame[subject_field])
+    # Column-wise: the frame, and later the payloads, are built from the same lists.
+    columns = _columns(contract, rows)
+    identifiers, reasons = _normalise_subjects(contract, columns[subject_field])
+    columns[subject_field] = [
+        i.value if i is not None else raw for i, raw in zip(identifiers, columns[subject_field], strict=True)
+    ]
+    if not rows:
+        return CheckedBatch(rows, identifiers, [], {}, [], None, columns)
+    frame = pd.DataFrame(columns, copy=False)
     frame[SUBJECT_VALID] = [value is not None for value in identifiers]
     frame[SUBJECT_REASON] = reasons
-    frame[subject_field] = [
-        i.value if i is not None else raw for i, raw in zip(identifiers, frame[subject_field], strict=True)
-    ]
-    if not len(frame):
-        return CheckedBatch(rows, identifiers, [], {}, [])
     validation = validate_batch(contract, frame)
     bad_ids = sum(1 for value in identifiers if value is None)
     identity = ExpectationOutcome(
@@ -160,46 +185,112 @@ def check_batch(contract: Contract, rows: list[dict[str, Any]]) -> CheckedBatch:
     )  # fmt: skip
     return CheckedBatch(
         rows, identifiers, validation.valid_mask.tolist(), validation.failures, [identity, *validation.results],
-        validation.raw,
-    )
+        validation.raw, columns,
+    )  # fmt: skip
 
 
 def split_checked(
     contract: Contract, *, name_field: str | None, checked: CheckedBatch
 ) -> tuple[list[MaterialInput], list[QuarantineInput]]:
     """The materials to load from a checked batch's good rows, and the quarantine entries of its bad ones."""
-    materials: list[MaterialInput] = []
+    rows, identifiers = checked.rows, checked.identifiers
     bad: list[QuarantineInput] = []
+    for position in sorted(checked.failures):
+        record_id = rows[position].get(contract.primary_key)
+        bad.append(
+            QuarantineInput(str(record_id) if record_id else None, rows[position], checked.failures[position])
+        )
+    columns = checked.columns
+    if columns is None:
+        columns = _columns(contract, rows)
+        columns[contract.subject_field] = [
+            i.value if i is not None else raw
+            for i, raw in zip(identifiers, columns[contract.subject_field], strict=True)
+        ]
+    field_names = list(columns)
     spec = contract.material_type
-    field_names = contract.field_names
-    subject_field = contract.subject_field
-    for position, row in enumerate(checked.rows):
-        if not checked.valid[position]:
-            record_id = row.get(contract.primary_key)
-            bad.append(QuarantineInput(str(record_id) if record_id else None, row, checked.failures[position]))
+    type_code, issuer, validity = spec.code, contract.department, contract.validity_days
+    names = columns.get(name_field) if name_field else None
+    issued_column, until_column = columns["issued_at"], columns.get("valid_until")
+    record_column = columns[contract.primary_key]
+    # The payloads, row-wise again: the columns transposed in one go (rows come from JSON/CSV/SQL: no NaN).
+    values = list(zip(*columns.values(), strict=True))
+    days: dict[Any, dt.date | None] = {None: None}
+    materials: list[MaterialInput] = []
+    append = materials.append
+    for position, valid in enumerate(checked.valid):
+        if not valid:
             continue
-        payload = {name: row.get(name) for name in field_names}  # rows come from JSON/CSV/SQL: no NaN
-        identifier = checked.identifiers[position]
+        identifier = identifiers[position]
         assert identifier is not None  # rows with invalid IDs are quarantined above
-        payload[subject_field] = identifier.value
-        issued = _date(payload["issued_at"])
+        raw = issued_column[position]
+        issued = days[raw] if raw in days else days.setdefault(raw, _date(raw))
         assert issued is not None  # required by every contract, so validated
-        until = _date(payload.get("valid_until"))
-        if until is None and contract.validity_days:
-            until = issued + dt.timedelta(days=contract.validity_days)
-        materials.append(
+        raw = until_column[position] if until_column is not None else None
+        until = days[raw] if raw in days else days.setdefault(raw, _date(raw))
+        if until is None and validity:
+            until = issued + dt.timedelta(days=validity)
+        append(
             MaterialInput(
-                type_code=spec.code,
-                subject=identifier,
-                source_record_id=str(payload[contract.primary_key]),
-                issued_at=issued,
-                valid_until=until,
-                payload=payload,
-                issuer=contract.department,
-                subject_name=_clean(row.get(name_field)) if name_field else None,
+                type_code,
+                identifier,
+                str(record_column[position]),
+                issued,
+                until,
+                dict(zip(field_names, values[position], strict=True)),
+                issuer,
+                _clean(names[position]) if names is not None else None,
             )
         )
     return materials, bad
+
+
+@dataclass
+class PreparedBatch:
+    """A validated batch, ready to load: the materials of its valid rows and its quarantine rows."""
+
+    extracted: int
+    materials: list[MaterialInput]
+    bad: list[QuarantineInput]
+    quarantined_ids: list[str]
+
+
+def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict[str, Any]]) -> PreparedBatch:
+    """Normalise subject IDs, validate with the contract's GX suite, and build the materials of the
+    valid rows and the quarantine entries of the others (with the rules they broke). No database work.
+    """
+    materials, bad = split_checked(contract, name_field=name_field, checked=check_batch(contract, rows))
+    return PreparedBatch(len(rows), materials, bad, [str(item.source_record_id) for item in bad])
+
+
+def load_batch(
+    handle: StoreHandle,
+    *,
+    contract: Contract,
+    batch: PreparedBatch,
+    run_id: str,
+    commits: list[tuple[str, str]],
+) -> BatchOutcome:
+    """In one transaction: upsert the batch's materials, quarantine its bad rows, save the cursor."""
+    with handle.sessions() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            # A bulk load reads index pages once or twice: through the page cache, not a memory map of
+            # the whole store, which would count the store's file against the process's memory.
+            session.connection().exec_driver_sql("PRAGMA mmap_size=0")
+        result = upsert_materials(
+            session, keyring=handle.keyring, items=batch.materials, source=contract.source, run_id=run_id
+        )
+        settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises, alerts
+        quarantine_rows(
+            session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=batch.bad
+        )
+        for stream, value in dict(commits).items():  # the last value of each stream covers the batch
+            save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
+        session.commit()
+    return BatchOutcome(
+        batch.extracted, result.loaded, result.new_versions, result.unchanged, len(batch.bad),
+        batch.quarantined_ids,
+    )  # fmt: skip
 
 
 def process_batch(
@@ -212,21 +303,8 @@ def process_batch(
     commits: list[tuple[str, str]],
 ) -> BatchOutcome:
     """Validate one batch and, in one transaction, load it, quarantine its bad rows and save the cursor."""
-    checked = check_batch(contract, rows)
-    materials, bad = split_checked(contract, name_field=name_field, checked=checked)
-    with handle.sessions() as session:
-        result = upsert_materials(
-            session, keyring=handle.keyring, items=materials, source=contract.source, run_id=run_id
-        )
-        settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises close, cases get alerts
-        quarantine_rows(session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=bad)
-        for stream, value in dict(commits).items():  # the last value of each stream covers the batch
-            save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
-        session.commit()
-    quarantined_ids = [str(item.source_record_id) for item in bad]
-    return BatchOutcome(
-        len(rows), result.loaded, result.new_versions, result.unchanged, len(bad), quarantined_ids
-    )
+    prepared = prepare_batch(contract, name_field=name_field, rows=rows)
+    return load_batch(handle, contract=contract, batch=prepared, run_id=run_id, commits=commits)
 
 
 def _batches(pages: Iterator[Page], batch_rows: int) -> Iterator[Page]:
@@ -287,6 +365,10 @@ def prefetch(pages: Iterator[Page], depth: int = 2) -> Iterator[Page]:
         thread.join(timeout=5)
 
 
+def _import_validation() -> None:
+    import contracts.validation  # noqa: F401
+
+
 def _safe_error(error: BaseException) -> str:
     """An error text fit for the run log: our errors never carry IDs; others are named by type only."""
     if isinstance(error, OneCertError):
@@ -307,6 +389,9 @@ def run_sync(
     Args:
         after_batch: called after each committed batch (tests use it to crash a run mid-way).
     """
+    # Great Expectations takes seconds to import: import it while the first batch is being read.
+    warm_up = threading.Thread(target=_import_validation, name="onecert-import-gx", daemon=True)
+    warm_up.start()
     contract = load_contract(source)
     connector_class = get_connector(source)
     with handle.sessions() as session:
@@ -315,40 +400,58 @@ def run_sync(
         run = start_run(session, source=source)
     report = SyncReport(source=source, run_id=run.id)
     connector = None
+    # Batch N is loaded (mostly SQLite work, which releases the GIL) in a thread while batch N + 1 is
+    # validated here; batch N + 1 is handed to the loader only after batch N has committed and its
+    # bookkeeping (after_commit, after_batch) is done, so batches still commit one by one, in order.
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onecert-load")
+    pending: tuple[Future[BatchOutcome], list[tuple[str, str]], list[Callable[[], None]]] | None = None
+
+    def settle() -> None:
+        nonlocal pending
+        if pending is None:
+            return
+        future, commits, after_commit = pending
+        pending = None
+        outcome = future.result()
+        for action in after_commit:
+            action()
+        report.batches += 1
+        report.extracted += outcome.extracted
+        report.loaded += outcome.loaded
+        report.new_versions += outcome.new_versions
+        report.unchanged += outcome.unchanged
+        report.quarantined += outcome.quarantined
+        report.quarantined_ids.extend(outcome.quarantined_ids)
+        report.cursor = next((value for stream, value in commits if stream == "default"), report.cursor)
+        if progress:
+            progress(report)
+        if after_batch:
+            after_batch(report)
+
     try:
         connector = connector_class(source_config(handle.settings, source))
         state = committed_state(handle, source)
         for batch in _batches(prefetch(connector.pages(state)), batch_rows):
-            outcome = process_batch(
-                handle,
-                contract=contract,
-                name_field=connector_class.subject_name_field,
-                rows=batch.rows,
-                run_id=run.id,
-                commits=batch.commits,
+            prepared = prepare_batch(contract, name_field=connector_class.subject_name_field, rows=batch.rows)
+            commits, after_commit = batch.commits, batch.after_commit
+            del batch  # the raw rows are not needed any more: free them while the next batch is read
+            settle()
+            future = loader.submit(
+                load_batch, handle, contract=contract, batch=prepared, run_id=run.id, commits=commits
             )
-            for action in batch.after_commit:
-                action()
-            report.batches += 1
-            report.extracted += outcome.extracted
-            report.loaded += outcome.loaded
-            report.new_versions += outcome.new_versions
-            report.unchanged += outcome.unchanged
-            report.quarantined += outcome.quarantined
-            report.quarantined_ids.extend(outcome.quarantined_ids)
-            report.cursor = next(
-                (value for stream, value in batch.commits if stream == "default"), report.cursor
-            )
-            if progress:
-                progress(report)
-            if after_batch:
-                after_batch(report)
+            pending = (future, commits, after_commit)
+        settle()
         report.state = "success"
     except Exception as error:  # noqa: BLE001 - any failure fails the run; the store stays consistent
+        try:
+            settle()  # a batch still loading when a later one failed: count it if it committed
+        except Exception:  # noqa: BLE001, S110 - the first error is the one reported
+            pass
         report.state = "failed"
         report.error = _safe_error(error)
         log.warning("sync of %s failed: %s", source, report.error)
     finally:
+        loader.shutdown(wait=True)
         close = getattr(connector, "close", None)
         if close:
             close()

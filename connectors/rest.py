@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_attempt
 
 from connectors.base import DEFAULT_STREAM, Connector, Page, tie_complete
@@ -187,7 +188,7 @@ class RestConnector(Connector):
         if response.status_code >= 400:
             raise FatalError(f"{self.name}: refused with {response.status_code}", source=self.name)
         try:
-            body: dict[str, Any] = response.json()
+            body: dict[str, Any] = orjson.loads(response.content)
         except ValueError:
             raise RetriableError(
                 f"{self.name}: the body is not JSON (truncated?)", source=self.name

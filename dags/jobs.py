@@ -23,7 +23,7 @@ def expire_and_flag() -> dict[str, Any]:
         expired = expire_materials(session)
         overdue = flag_overdue_promises(session)
         session.commit()
-    return {"expired": expired, "overdue_promises": overdue}
+    return {"expired": expired, "promises_overdue": overdue}
 
 
 def reconcile() -> dict[str, Any]:

@@ -278,7 +278,10 @@ class IdentityConflict(Base):
     """Sources that disagree about one subject's name or birth date; the values are kept encrypted."""
 
     __tablename__ = "identity_conflicts"
-    __table_args__ = (UniqueConstraint("subject_id", "field"), Index("ix_identity_conflicts_status", "status"))
+    __table_args__ = (
+        UniqueConstraint("subject_id", "field"),
+        Index("ix_identity_conflicts_status", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"))
@@ -362,3 +365,4 @@ class WebSession(Base):
 MATERIALS = cast(Table, Material.__table__)
 SUBJECTS = cast(Table, Subject.__table__)
 USAGE_RECORDS = cast(Table, UsageRecord.__table__)
+CLIENTS = cast(Table, Client.__table__)

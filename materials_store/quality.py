@@ -141,7 +141,8 @@ def source_statuses(session: Session, *, now: dt.datetime | None = None) -> list
         ).all()
     )
     statuses = []
-    for contract in sorted((c for c in load_contracts() if not c.push_only), key=lambda c: c.source):
+    pulled = [c for c in load_contracts() if not c.push_only]  # push-only types have no source to watch
+    for contract in sorted(pulled, key=lambda c: c.source):
         run = last.get(contract.source)
         finished = succeeded.get(contract.source)
         if finished is not None and finished.tzinfo is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,14 +21,17 @@ class StoreHandle:
     keyring: Keyring
 
 
-def open_store(settings: Settings, *, migrate: bool = True) -> StoreHandle:
+def open_store(settings: Settings, *, migrate: bool = True, **engine_options: Any) -> StoreHandle:
     """Load the keyring, connect, and (by default) migrate to the newest schema.
+
+    Args:
+        engine_options: passed to ``create_engine`` (the API sizes its connection pool this way).
 
     Raises:
         ConfigurationError: no keyring or placeholder keys outside dev mode.
     """
     keyring = load_keyring(settings)
-    engine = make_engine(settings)
+    engine = make_engine(settings, **engine_options)
     if migrate:
         upgrade(engine)
     return StoreHandle(settings, engine, session_factory(engine), keyring)

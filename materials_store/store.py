@@ -13,16 +13,18 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import Row, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,7 @@ from materials_store.crypto import Keyring
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import CHINA_TZ, Identifier
 from materials_store.models import (
+    CLIENTS,
     MATERIALS,
     SUBJECTS,
     USAGE_RECORDS,
@@ -115,6 +118,35 @@ def canonical_json(payload: Any) -> bytes:
     return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
 
 
+_FLAT_KINDS = frozenset({str, bool, type(None), int})
+
+
+def canonical_json_many(payloads: Sequence[dict[str, Any]]) -> list[bytes]:
+    """:func:`canonical_json` of each payload. A batch of flat records (strings, booleans, nulls and safe
+    integers under ASCII keys, as sources give them) is checked once, value types set-wise, and
+    serialised by orjson directly; any other batch takes :func:`canonical_json` payload by payload."""
+    kinds: set[type] = set()
+    keys: set[str] = set()
+    for payload in payloads:
+        if type(payload) is not dict:
+            kinds.add(type(payload))
+            break
+        kinds.update(map(type, payload.values()))
+        keys.update(payload)
+    flat = kinds <= _FLAT_KINDS and "".join(keys).isascii()
+    if flat and int in kinds:
+        flat = all(
+            -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+            for payload in payloads
+            for value in payload.values()
+            if type(value) is int
+        )
+    if not flat:
+        return [canonical_json(payload) for payload in payloads]
+    dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS
+    return [dumps(payload, option=option) for payload in payloads]
+
+
 def today() -> dt.date:
     """Validity is judged by the calendar in China."""
     return dt.datetime.now(CHINA_TZ).date()
@@ -133,6 +165,7 @@ MATERIAL_COLUMNS = (
     "issuer_signature", "superseded_by", "created_at", "updated_at",
 )  # fmt: skip
 SUPERSEDED_BY, STATUS = MATERIAL_COLUMNS.index("superseded_by"), MATERIAL_COLUMNS.index("status")
+CIPHERTEXT = MATERIAL_COLUMNS.index("payload_ciphertext")  # followed by key_id
 SUBJECT_COLUMNS = (
     "blind_index",
     "kind",
@@ -191,33 +224,44 @@ def resolve_subjects(
         if known is None or (known[1] is None and name):
             wanted[identifier.value] = (identifier, name, keyring.blind_index(identifier.value))
     by_index = {index: value for value, (_i, _n, index) in wanted.items()}
-    found: dict[str, int] = {}
     indexes = list(by_index)
-    for chunk in _chunks(indexes):
-        for row in session.execute(
-            select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
-        ):
-            found[row.blind_index] = row.id
+    found = _subject_ids(session, indexes)
     missing = [index for index in indexes if index not in found]
     if missing:
         driver = DriverValues(session)
         now = driver.moment(utcnow())
-        rows = []
-        for index in missing:
-            identifier, name, _ = wanted[by_index[index]]
-            key_id, id_blob = keyring.encrypt(identifier.value.encode("utf-8"), aad=_subject_aad(index))
-            name_blob = None
-            if name:
-                _, name_blob = keyring.encrypt(name.encode("utf-8"), aad=_subject_aad(index) + b":name")
-            rows.append((index, identifier.kind.value, id_blob, name_blob, key_id, now, now))
+        named = [index for index in missing if wanted[by_index[index]][1]]
+        key_id, id_blobs = keyring.encrypt_many(
+            [by_index[index].encode("utf-8") for index in missing], [_subject_aad(index) for index in missing]
+        )
+        _, name_blobs = keyring.encrypt_many(
+            [str(wanted[by_index[index]][1]).encode("utf-8") for index in named],
+            [_subject_aad(index) + b":name" for index in named],
+        )
+        names = dict(zip(named, name_blobs, strict=True))
+        rows = [
+            (index, wanted[by_index[index]][0].kind.value, id_blob, names.get(index), key_id, now, now)
+            for index, id_blob in zip(missing, id_blobs, strict=True)
+        ]
         sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
         session.connection().exec_driver_sql(sql, rows)
-        for chunk in _chunks(missing):
-            for row in session.execute(
-                select(Subject.blind_index, Subject.id).where(Subject.blind_index.in_(chunk))
-            ):
-                found[row.blind_index] = row.id
+        found.update(_subject_ids(session, missing))
     return {value: found[index] for index, value in by_index.items()}
+
+
+def _subject_ids(session: Session, indexes: Sequence[str]) -> dict[str, int]:
+    """Subject ids by blind index, in one query whatever the batch size: the indexes travel as one JSON
+    array (SQLite) or array (PostgreSQL) parameter, not as thousands of bound parameters."""
+    if not indexes:
+        return {}
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        sql = "SELECT blind_index, id FROM subjects WHERE blind_index IN (SELECT value FROM json_each(?))"
+        parameter: Any = orjson.dumps(list(indexes)).decode("ascii")
+    else:
+        sql = "SELECT blind_index, id FROM subjects WHERE blind_index = ANY(%s)"
+        parameter = list(indexes)
+    return {index: subject_id for index, subject_id in connection.exec_driver_sql(sql, (parameter,))}
 
 
 def ensure_subject(
@@ -236,19 +280,45 @@ def find_subject(session: Session, *, keyring: Keyring, identifier: Identifier) 
     return session.scalars(select(Subject).where(Subject.blind_index == index)).one_or_none()
 
 
+class SubjectRecord(Protocol):
+    """What reading a subject's identity needs: a :class:`Subject` or a row of :func:`find_subject_row`."""
+
+    id: int
+    blind_index: str
+    key_id: str
+    id_ciphertext: bytes
+    name_ciphertext: bytes | None
+
+
+_SUBJECT_BY_INDEX = select(
+    SUBJECTS.c.id,
+    SUBJECTS.c.blind_index,
+    SUBJECTS.c.key_id,
+    SUBJECTS.c.id_ciphertext,
+    SUBJECTS.c.name_ciphertext,
+).where(SUBJECTS.c.blind_index == bindparam("blind_index"))
+
+
+def find_subject_row(session: Session, *, keyring: Keyring, identifier: Identifier) -> SubjectRecord | None:
+    """:func:`find_subject` without an ORM object (the lookup hot path): a row with the same fields."""
+    parameters = {"blind_index": keyring.blind_index(identifier.value)}
+    row: SubjectRecord | None = session.connection().execute(_SUBJECT_BY_INDEX, parameters).one_or_none()
+    return row
+
+
 def find_subject_id(session: Session, *, keyring: Keyring, identifier: Identifier) -> int | None:
     """The subject's id, or None: the hot-path variant of :func:`find_subject` (no ORM object)."""
     index = keyring.blind_index(identifier.value)
     return session.execute(select(Subject.id).where(Subject.blind_index == index)).scalar_one_or_none()
 
 
-def subject_identifier(keyring: Keyring, subject: Subject) -> str:
+def subject_identifier(keyring: Keyring, subject: SubjectRecord) -> str:
     """Decrypt the subject's normalised identifier."""
     aad = _subject_aad(subject.blind_index)
     return keyring.decrypt(subject.key_id, subject.id_ciphertext, aad=aad).decode("utf-8")
 
 
-def subject_name(keyring: Keyring, subject: Subject) -> str | None:
+def subject_name(keyring: Keyring, subject: SubjectRecord) -> str | None:
     """Decrypt the subject's name, when a source has given one."""
     if subject.name_ciphertext is None:
         return None
@@ -333,7 +403,16 @@ def _payload_aad(material_id: str) -> bytes:
 
 
 def new_material_id() -> str:
-    return secrets.token_hex(16)
+    """32 hex digits: the creation time in milliseconds (12), then 80 random bits (20). Ids made later
+    sort later, so the primary-key index of a growing store is appended to, not split at random pages."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+
+
+def new_material_ids(count: int) -> list[str]:
+    """``count`` ids like :func:`new_material_id`'s, ascending, from one draw of random bytes."""
+    prefix = f"{time.time_ns() // 1_000_000:012x}"
+    blob = secrets.token_bytes(10 * count).hex()
+    return sorted(prefix + blob[start : start + 20] for start in range(0, len(blob), 20))
 
 
 def _heads(session: Session, type_code: str, record_ids: Sequence[str]) -> dict[str, _Head]:
@@ -392,11 +471,15 @@ def upsert_materials(
     driver = DriverValues(session)
     stamp = driver.moment(now)
     inserts: list[list[Any]] = []
+    clear: list[bytes] = []
     pending_by_id: dict[str, list[Any]] = {}
     superseded: list[dict[str, Any]] = []
-    for item in items:
-        canonical = canonical_json(item.payload)
-        sha = hashlib.sha256(canonical).hexdigest()
+    canonicals = canonical_json_many([item.payload for item in items])
+    material_ids = new_material_ids(len(items))
+    sha256 = hashlib.sha256
+    day = driver.day
+    for item, canonical, material_id in zip(items, canonicals, material_ids, strict=True):
+        sha = sha256(canonical).hexdigest()
         subject_id = subject_ids[item.subject.value]
         key = (item.type_code, item.source_record_id)
         head = heads.get(key)
@@ -411,8 +494,6 @@ def upsert_materials(
             result.ids.append(head.id)
             result.outcomes.append("unchanged")
             continue
-        material_id = new_material_id()
-        key_id, blob = keyring.encrypt(canonical, aad=_payload_aad(material_id))
         expired = item.valid_until is not None and item.valid_until < current_day
         row = [
             material_id,
@@ -423,12 +504,12 @@ def upsert_materials(
             run_id,
             item.source_record_id,
             head.version + 1 if head else 1,
-            driver.day(item.issued_at),
-            driver.day(item.valid_until),
+            day(item.issued_at),
+            day(item.valid_until),
             "expired" if expired else "valid",
             "past validity when received" if expired else None,
-            blob,
-            key_id,
+            None,  # the payload ciphertext, encrypted for the whole batch below
+            None,
             sha,
             item.issuer_signature,
             None,
@@ -436,6 +517,7 @@ def upsert_materials(
             stamp,
         ]  # fmt: skip -- in MATERIAL_COLUMNS order
         inserts.append(row)
+        clear.append(canonical)
         pending_by_id[material_id] = row
         if head is not None:
             pending = pending_by_id.get(head.id)
@@ -454,6 +536,10 @@ def upsert_materials(
             material_id, head.version + 1 if head else 1, sha, item.issued_at, item.valid_until, subject_id
         )
         result.ids.append(material_id)
+    key_id, blobs = keyring.encrypt_many(clear, [_payload_aad(row[0]) for row in inserts])
+    for row, blob in zip(inserts, blobs, strict=True):
+        row[CIPHERTEXT] = blob
+        row[CIPHERTEXT + 1] = key_id
 
     if superseded:
         _mark_superseded(session, superseded, now)
@@ -499,6 +585,11 @@ class MaterialView:
 
 
 _VIEW_COLUMNS = tuple(getattr(MATERIALS.c, name) for name in MaterialView.__slots__)
+_LATEST_OF_SUBJECT = (
+    select(*_VIEW_COLUMNS)
+    .where(MATERIALS.c.status == "valid", MATERIALS.c.subject_id == bindparam("subject_id"))
+    .order_by(MATERIALS.c.type_code, MATERIALS.c.issued_at.desc(), MATERIALS.c.id)
+)
 
 
 def latest_materials(
@@ -514,6 +605,9 @@ def latest_materials(
     """
     if (subject_id is None) == (blind_index is None):
         raise TypeError("give exactly one of subject_id and blind_index")
+    if subject_id is not None and types is None:  # the lookup's own query, built once
+        rows = session.connection().execute(_LATEST_OF_SUBJECT, {"subject_id": subject_id})
+        return [MaterialView(*row) for row in rows]
     table = MATERIALS
     statement = select(*_VIEW_COLUMNS).where(table.c.status == "valid")
     if subject_id is not None:
@@ -906,6 +1000,16 @@ def get_client(session: Session, *, client_id: str) -> Client | None:
     return session.get(Client, client_id)
 
 
+_CLIENT_STATUS = select(CLIENTS.c.status).where(CLIENTS.c.id == bindparam("client_id"))
+
+
+def client_status(session: Session, *, client_id: str) -> str | None:
+    """The client's status (``active``, ``disabled``), or None for an unknown client; no ORM object."""
+    statement, parameters = _CLIENT_STATUS, {"client_id": client_id}
+    status: str | None = session.connection().execute(statement, parameters).scalar_one_or_none()
+    return status
+
+
 def list_clients(session: Session, *, kind: str | None = None) -> list[Client]:
     statement = select(Client).order_by(Client.created_at, Client.id)
     if kind is not None:
@@ -969,66 +1073,256 @@ def record_usage(
     detail: dict[str, Any] | None = None,
 ) -> UsageRecord:
     """Append one usage record to the hash chain. Does not commit; the caller commits with the act."""
+    entry = {
+        "client_id": client_id, "client_kind": client_kind, "window": window, "action": action,
+        "case_ref": case_ref, "purpose": purpose, "subject_index": subject_index,
+        "material_ids": list(material_ids), "outcome": outcome, "detail": detail,
+    }  # fmt: skip
+    return _append_usage(session, [entry])[0]
+
+
+def _chain_values(session: Session, batch: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """Under the chain lock, the full values of ``batch``'s records chained after the head, and whether
+    a head row exists yet."""
     _lock_audit_chain(session)
-    head = session.get(AuditHead, 1, with_for_update=True)
+    statement = select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1).with_for_update()
+    head = session.execute(statement).one_or_none()
     prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    chained = []
+    for entry in batch:
+        values = _chained(entry, prev_seq, prev_hash)
+        chained.append(values)
+        prev_seq, prev_hash = values["seq"], values["hash"]
+    return chained, head is not None
+
+
+def _chained(entry: dict[str, Any], prev_seq: int, prev_hash: str) -> dict[str, Any]:
+    """A record's full values, hash included, as the successor of ``(prev_seq, prev_hash)``."""
     values: dict[str, Any] = {
-        "seq": prev_seq + 1,
-        "at": utcnow(),
-        "client_id": client_id,
-        "client_kind": client_kind,
-        "window": window,
-        "action": action,
-        "case_ref": case_ref,
-        "purpose": purpose,
-        "subject_index": subject_index,
-        "material_ids": list(material_ids),
-        "outcome": outcome,
-        "detail": detail,
-        "prev_hash": prev_hash,
-    }
+        "seq": prev_seq + 1, "at": utcnow(), "window": None, "case_ref": None, "purpose": None,
+        "subject_index": None, "material_ids": [], "detail": None, **entry, "prev_hash": prev_hash,
+    }  # fmt: skip
+    values["material_ids"] = list(values["material_ids"])
     values["hash"] = _record_hash(values)
-    record = UsageRecord(**values)
-    session.add(record)
-    if head is None:
-        session.add(AuditHead(id=1, seq=record.seq, hash=record.hash))
-    else:
-        head.seq, head.hash = record.seq, record.hash
+    return values
+
+
+def _append_usage(session: Session, batch: Sequence[dict[str, Any]]) -> list[UsageRecord]:
+    """Append records to the chain in order, under the chain lock, with one flush."""
+    chained, has_head = _chain_values(session, batch)
+    records = [UsageRecord(**values) for values in chained]
+    session.add_all(records)
     try:
+        session.flush()
+        _move_head(session, chained[-1], has_head)
         session.flush()
     except IntegrityError:
         raise Conflict("another writer appended to the audit chain; retry") from None
-    return record
+    return records
+
+
+def _move_head(session: Session, last: dict[str, Any], has_head: bool) -> None:
+    if has_head:
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=last["seq"], hash=last["hash"]))
+    else:
+        session.add(AuditHead(id=1, seq=last["seq"], hash=last["hash"]))
 
 
 _APPEND_LOCK = threading.Lock()
 
 
-def commit_usage(session: Session, *, attempts: int = 8, **fields: Any) -> UsageRecord:
-    """Append a usage record as its own transaction and commit. For acts whose only write is the record
-    (lookups, reads).
+class PendingUsage:
+    """A usage record handed to the appender: done once its transaction has committed (or failed)."""
 
-    On SQLite the transaction starts with ``BEGIN IMMEDIATE`` so the chain head is read under the write
-    lock (threads of this process take turns first); on PostgreSQL the advisory lock does the same. A
-    writer that still loses the race (the chain refuses a fork) retries.
+    __slots__ = ("entry", "done", "error", "_callbacks", "_lock")
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.entry = entry
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._callbacks: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self._lock:
+            self.error = error
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_done(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` (from the appender's thread) once done; at once if already done."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def wait(self) -> None:
+        """Block until durable. Raises the append's error (Conflict: the chain stayed too busy)."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+
+
+class UsageAppender:
+    """Group commit of usage records for one engine: each caller hands in a record and waits until the
+    transaction holding it has committed; one writer thread appends whatever has queued up meanwhile in
+    one transaction, in order, so the chain stays one linear chain and a busy hub commits once per batch
+    instead of once per request.
     """
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    session.commit()  # end any read transaction: the append is a transaction of its own
-    for attempt in range(attempts):
-        try:
-            if sqlite:
-                with _APPEND_LOCK:
-                    session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-                    record = record_usage(session, **fields)
-                    session.commit()
-            else:
-                record = record_usage(session, **fields)
-                session.commit()
-            return record
-        except Conflict:
-            session.rollback()
-            time.sleep(0.002 * (attempt + 1))
-    raise Conflict("the audit chain is too busy; retry")
+
+    def __init__(self, engine: Engine, *, attempts: int = 8) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        mark = "?" if self.sqlite else "%s"
+        # Quoted: ``window`` is a reserved word in PostgreSQL.
+        columns = ", ".join(f'"{name}"' for name in _USAGE_COLUMNS)
+        marks = ", ".join(mark for _ in _USAGE_COLUMNS)
+        lock = "" if self.sqlite else " FOR UPDATE"
+        self.sql = {  # fixed names and placeholders only
+            "head": f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}",  # noqa: S608
+            "insert": f"INSERT INTO usage_records ({columns}) VALUES ({marks})",  # noqa: S608
+            "start": f"INSERT INTO audit_head (id, seq, hash) VALUES (1, {mark}, {mark})",  # noqa: S608
+            "move": f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",  # noqa: S608
+        }
+        self.attempts = attempts
+        self.queue: list[PendingUsage] = []
+        self.wake = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, entry: dict[str, Any]) -> PendingUsage:
+        """Queue one record (the keyword arguments of :func:`record_usage`); wait on the result."""
+        item = PendingUsage(entry)
+        with self.wake:
+            self.queue.append(item)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="onecert-usage", daemon=True)
+                self.thread.start()
+            self.wake.notify()
+        return item
+
+    def _run(self) -> None:
+        while True:
+            with self.wake:
+                while not self.queue:
+                    self.wake.wait()
+                batch, self.queue = self.queue, []
+            error: BaseException | None = None
+            try:
+                self._write([item.entry for item in batch])
+            except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
+                error = failure
+            for item in batch:
+                item._finish(error)
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        for attempt in range(self.attempts):
+            with self.engine.connect() as connection:
+                try:
+                    if self.sqlite:
+                        with _APPEND_LOCK:
+                            connection.exec_driver_sql("BEGIN IMMEDIATE")
+                            self._append(connection, entries)
+                            connection.commit()
+                    else:
+                        self._append(connection, entries)
+                        connection.commit()
+                    return
+                except IntegrityError:
+                    connection.rollback()
+                    time.sleep(0.002 * (attempt + 1))
+        raise Conflict("the audit chain is too busy; retry")
+
+    def _append(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
+        """The batch at the driver level (a busy hub appends hundreds of batches a second): the same rows
+        :func:`record_usage` writes, JSON columns as SQLAlchemy's JSON type would serialise them."""
+        if not self.sqlite:
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+        head = connection.exec_driver_sql(self.sql["head"]).one_or_none()
+        prev_seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
+        json_value = _json_text if self.sqlite else _json_parameter()
+        rows = []
+        for entry in entries:
+            values = _chained(entry, prev_seq, prev_hash)
+            values["at"] = self.driver_moment(values["at"])
+            rows.append(
+                tuple(json_value(values[n]) if n in _USAGE_JSON else values[n] for n in _USAGE_COLUMNS)
+            )
+            prev_seq, prev_hash = values["seq"], values["hash"]
+        connection.exec_driver_sql(self.sql["insert"], rows)
+        connection.exec_driver_sql(self.sql["move" if head else "start"], (prev_seq, prev_hash))
+
+    def driver_moment(self, value: dt.datetime) -> Any:
+        if self.sqlite:  # SQLAlchemy's SQLite DATETIME storage format, in UTC (as DriverValues.moment)
+            return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value
+
+
+_USAGE_COLUMNS = (
+    "seq", "at", "client_id", "client_kind", "window", "action", "case_ref", "purpose", "subject_index",
+    "material_ids", "outcome", "detail", "prev_hash", "hash",
+)  # fmt: skip
+_USAGE_JSON = frozenset({"material_ids", "detail"})
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value)  # what SQLAlchemy's JSON type stores (None as JSON null)
+
+
+def _json_parameter() -> Callable[[Any], Any]:
+    from psycopg.types.json import Json
+
+    return Json
+
+
+_APPENDERS: dict[Engine, UsageAppender] = {}
+_APPENDERS_LOCK = threading.Lock()
+_DEFERRED: ContextVar[list[PendingUsage] | None] = ContextVar("onecert_deferred_usage", default=None)
+
+
+def usage_appender(engine: Engine) -> UsageAppender:
+    """The process's group-commit appender for ``engine``."""
+    with _APPENDERS_LOCK:
+        appender = _APPENDERS.get(engine)
+        if appender is None:
+            appender = _APPENDERS[engine] = UsageAppender(engine)
+        return appender
+
+
+@contextmanager
+def deferred_usage(pending: list[PendingUsage]) -> Iterator[None]:
+    """Inside this block :func:`commit_usage` queues its record in ``pending`` and returns at once; the
+    caller must wait for every one of them (:meth:`PendingUsage.wait` or ``on_done``) before it answers.
+    Lets an async caller wait for the group commit without holding a thread."""
+    token = _DEFERRED.set(pending)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def commit_usage(session: Session, **entry: Any) -> None:
+    """Append a usage record in a transaction of its own, and return once it has committed (unless
+    deferred: :func:`deferred_usage`). For acts whose only write is the record (lookups, reads).
+
+    Appends are group-committed (:class:`UsageAppender`): records queued by concurrent requests share
+    one transaction. Under it, on SQLite the transaction starts with ``BEGIN IMMEDIATE`` so the chain
+    head is read under the write lock; on PostgreSQL an advisory lock does the same. A writer that still
+    loses the race (the chain refuses a fork) retries.
+
+    Raises:
+        Conflict: the chain stayed too busy to append to.
+    """
+    session.commit()  # end any read transaction: the record must not wait for this session's work
+    bind = session.get_bind()
+    item = usage_appender(bind if isinstance(bind, Engine) else bind.engine).submit(entry)
+    deferred = _DEFERRED.get()
+    if deferred is not None:
+        deferred.append(item)
+    else:
+        item.wait()
 
 
 @dataclass(frozen=True, slots=True)

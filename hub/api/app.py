@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,15 +52,29 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+#: Threads running store work (sync routes and dependencies) per worker process. More threads only
+#: contend for the GIL: the work is CPU, the waits (a usage record's group commit) are short.
+STORE_THREADS = 4
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    to_thread.current_default_thread_limiter().total_tokens = STORE_THREADS
+    yield
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API: open the store (refusing to start without real keys outside dev mode), then join
     the routers."""
     settings = settings or get_settings()
-    handle = open_store(settings)
+    # A connection for every thread that may hold one (and the usage appender), so none is opened and
+    # closed per request when requests pile up.
+    handle = open_store(settings, pool_size=STORE_THREADS + 4, max_overflow=8)
     app = FastAPI(
         title="OneCert Hub",
         version="0.1.0",
         description="一证通办 · 材料共享复用: one-certificate lookups and material reuse for service windows.",
+        lifespan=_lifespan,
     )
     app.state.store = handle
     app.state.tokens = TokenService(settings, handle.keyring)
@@ -64,8 +82,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     metrics.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    for module in (health, jwks, oauth, clients, lookups, materials, usage, catalog, promises, cases,
-                   sources, quarantine):
+    for module in (
+        health,
+        jwks,
+        oauth,
+        clients,
+        lookups,
+        materials,
+        usage,
+        sources,
+        quarantine,
+        catalog,
+        promises,
+        cases,
+    ):
         app.include_router(module.router)
     app.mount("/data-docs", _data_docs(settings), name="data-docs")
     from hub.web.pages import install as install_pages

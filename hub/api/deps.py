@@ -1,10 +1,18 @@
-"""Dependencies, in one place: the store session, the keyring, the token service, the verified caller."""
+"""Dependencies, in one place: the store session, the keyring, the token service, the verified caller.
+
+Dependencies that do no I/O are ``async``: FastAPI runs a plain ``def`` dependency in the thread pool,
+and each such hop costs more than the work. The access token is verified in the event loop (once per
+token: see :meth:`TokenService.verify`); the database check of the client is the only part that needs a
+thread, and :func:`caller_in_session` lets a route do it in the same hop as its own work.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -14,24 +22,28 @@ from hub.api.problems import Forbidden, Unauthorized
 from materials_store.crypto import Keyring
 from materials_store.models import Client
 from materials_store.runtime import StoreHandle
-from materials_store.store import get_client
+from materials_store.store import PendingUsage, client_status, get_client
 
 
-def get_handle(request: Request) -> StoreHandle:
+async def get_handle(request: Request) -> StoreHandle:
     handle: StoreHandle = request.app.state.store
     return handle
 
 
-def get_session(handle: Annotated[StoreHandle, Depends(get_handle)]) -> Iterator[Session]:
+HandleDep = Annotated[StoreHandle, Depends(get_handle)]
+
+
+async def get_session(handle: HandleDep) -> AsyncIterator[Session]:
+    """A session for the request. Opening one does no I/O; it connects on first use, in the route."""
     with handle.sessions() as session:
         yield session
 
 
-def get_keyring(handle: Annotated[StoreHandle, Depends(get_handle)]) -> Keyring:
+async def get_keyring(handle: HandleDep) -> Keyring:
     return handle.keyring
 
 
-def get_tokens(request: Request) -> TokenService:
+async def get_tokens(request: Request) -> TokenService:
     tokens: TokenService = request.app.state.tokens
     return tokens
 
@@ -39,6 +51,17 @@ def get_tokens(request: Request) -> TokenService:
 SessionDep = Annotated[Session, Depends(get_session)]
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
+
+
+async def get_claims(request: Request, tokens: TokensDep) -> dict[str, Any]:
+    """The claims of the request's bearer access token, verified (401 for a missing or bad token)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("a bearer access token is required")
+    return tokens.verify(token.strip())
+
+
+ClaimsDep = Annotated[dict[str, Any], Depends(get_claims)]
 
 
 @dataclass(frozen=True)
@@ -57,28 +80,68 @@ class Caller:
         return self.client.kind
 
 
-def get_caller(request: Request, session: SessionDep, tokens: TokensDep) -> Caller:
-    """Verify the bearer token and that its client is still active."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("a bearer access token is required")
-    claims = tokens.verify(token.strip())
-    client = get_client(session, client_id=str(claims["sub"]))
+def caller_in_session(request: Request, session: Session, claims: dict[str, Any]) -> Caller:
+    """The caller of verified ``claims``, once the store says its client is still active (401 if not),
+    charged against its rate limit (429).
+
+    A client's registration never changes but its status may (``clients disable``): the row is kept
+    per process, the status is read from the store on every request.
+    """
+    client_id = str(claims["sub"])
+    known: dict[str, Client] = request.app.state.__dict__.setdefault("clients", {})
+    client = known.get(client_id)
+    if client is None:
+        client = get_client(session, client_id=client_id)
+        if client is not None and client.status == "active":
+            known[client_id] = client
+    elif client_status(session, client_id=client_id) != "active":
+        client = None
     if client is None or client.status != "active":
         raise Unauthorized("the client is unknown or disabled")
     request.app.state.rate_limiter.check(client.id)
     return Caller(client, frozenset(str(claims["scope"]).split()))
 
 
+def get_caller(request: Request, session: SessionDep, claims: ClaimsDep) -> Caller:
+    """Verify the bearer token and that its client is still active."""
+    return caller_in_session(request, session, claims)
+
+
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def require_scope(scope: str) -> Callable[[Caller], Caller]:
+async def durable(pending: list[PendingUsage]) -> None:
+    """Wait, without holding a thread, until the usage records in ``pending`` have committed.
+
+    Raises:
+        Conflict: a record could not be appended (the chain stayed too busy).
+    """
+    loop = asyncio.get_running_loop()
+    for item in pending:
+        if not item.done.is_set():
+            done: asyncio.Future[None] = loop.create_future()
+            item.on_done(partial(loop.call_soon_threadsafe, _resolve, done))
+            await done
+        if item.error is not None:
+            raise item.error
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def check_scope(caller: Caller, scope: str) -> Caller:
+    """``caller``, if its token carries ``scope`` (403 otherwise)."""
+    if scope not in caller.scopes:
+        raise Forbidden(f"this needs the {scope!r} scope")
+    return caller
+
+
+def require_scope(scope: str) -> Callable[[Caller], Awaitable[Caller]]:
     """A dependency that lets through only callers whose token carries ``scope``."""
 
-    def gate(caller: CallerDep) -> Caller:
-        if scope not in caller.scopes:
-            raise Forbidden(f"this needs the {scope!r} scope")
-        return caller
+    async def gate(caller: CallerDep) -> Caller:
+        return check_scope(caller, scope)
 
     return gate

@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ SCOPES = {
     "citizen": ("usage:self",),
 }
 REQUIRED_ASSERTION_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti"]
+#: Verified access tokens remembered per process (a few MB at most).
+VERIFIED_TOKENS_KEPT = 10_000
 
 
 def key_algorithm(public_key_pem: str) -> tuple[Any, str]:
@@ -63,6 +66,8 @@ class TokenService:
         self.issuer = settings.public_url.rstrip("/")
         self.token_endpoint = f"{self.issuer}/v1/oauth/token"
         self._public_keys = {key.kid: key.public_key for key in keyring.published_signing_keys()}
+        #: Access tokens already verified: token -> (expiry, claims).
+        self._verified: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def authenticate_client(self, session: Session, assertion: str) -> Client:
         """Verify a client assertion and consume its ``jti``. Does not commit.
@@ -141,7 +146,26 @@ class TokenService:
         return AccessToken(token, ttl)
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The claims of a hub access token. Raises Unauthorized for anything else."""
+        """The claims of a hub access token. Raises Unauthorized for anything else.
+
+        A token that verified once is remembered until it expires: a window sends the same token with
+        every request, and checking its signature each time would cost more than a lookup's queries.
+        """
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[0]:
+                return known[1]
+            self._verified.pop(token, None)
+        claims = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            now = time.time()
+            self._verified = {t: entry for t, entry in self._verified.items() if entry[0] > now}
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.clear()
+        self._verified[token] = (float(claims["exp"]), claims)
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -27,12 +27,15 @@ def ingest(
     rows: int = typer.Option(100_000, "--rows", min=1000, help="Persons (≈ records) in the police sandbox."),
     batch: int = typer.Option(50_000, "--batch", min=100, help="Rows per validate-and-load batch."),
     page: int = typer.Option(5000, "--page", min=100, help="Rows per REST page."),
+    home: Path | None = typer.Option(
+        None, "--home", help="Keep the sandbox data here and reuse it (the store is always new)."
+    ),
 ) -> None:
     """Records/s of a validated sync from the sandbox REST source, peak memory, and the ratio to the
     store's raw batch insert of the same rows."""
     from hub.bench.ingest import print_ingest_bench, run_ingest_bench
 
-    print_ingest_bench(run_ingest_bench(rows=rows, batch=batch, page=page))
+    print_ingest_bench(run_ingest_bench(rows=rows, batch=batch, page=page, home=home))
 
 
 @bench_app.command("lookup")

@@ -16,6 +16,7 @@ from materials_store.cases import open_promise
 from materials_store.models import IdentityConflict, Material, Promise
 from materials_store.quality import dismiss_conflict, list_conflicts, reconcile_identity
 from materials_store.runtime import StoreHandle
+from materials_store.store import today
 
 
 def test_reconcile_identity_records_each_name_that_disagrees_with_police(sandbox: Path, store: StoreHandle) -> None:
@@ -46,23 +47,19 @@ def test_reconcile_identity_records_each_name_that_disagrees_with_police(sandbox
         assert third.conflicts_open == len(subjects) - 1  # a dismissed conflict stays dismissed
 
 
-def test_expire_job_expires_materials_and_flags_overdue_promises(sandbox: Path, store: StoreHandle) -> None:
+def test_expire_job_expires_materials_past_their_validity(sandbox: Path, store: StoreHandle) -> None:
     assert run_sync("tax_certificates", handle=store).state == "success"  # valid 90 days
     with store.sessions() as session:
         material = session.scalars(select(Material).where(Material.status == "valid")).first()
         assert material is not None
         material.valid_until = dt.date(2020, 1, 1)
+        promise, _ = open_promise(session, case_ref="C-1", client_id="win-1", subject_id=material.subject_id,
+                                  type_code="civil.marriage", due_date=today())  # fmt: skip
+        promise.due_date = dt.date(2020, 1, 1)  # a promise the applicant did not keep
         session.commit()
-        material_id = material.id
-        promise, _ = open_promise(
-            session, case_ref="HZ-2026-1", client_id="window-1", subject_id=material.subject_id,
-            type_code="police.hukou", due_date=dt.date.today() + dt.timedelta(days=1),
-        )  # fmt: skip
-        promise.due_date = dt.date(2026, 1, 5)  # time passes: the promise is not kept
-        session.commit()
-        promise_id = promise.id
-    done = jobs.expire_and_flag()
-    assert done["expired"] >= 1 and done["overdue_promises"] == 1
+        material_id, promise_id = material.id, promise.id
+    result = jobs.expire_and_flag()
+    assert result["expired"] >= 1 and result["promises_overdue"] == 1
     with store.sessions() as session:
         assert session.get(Material, material_id).status == "expired"  # type: ignore[union-attr]
         assert session.get(Promise, promise_id).state == "overdue"  # type: ignore[union-attr]

@@ -151,8 +151,9 @@ def test_a_window_handling_one_item_cannot_read_a_type_the_item_does_not_need(li
 
 
 def test_a_promise_is_recorded_for_a_waivable_material_and_closes_when_the_department_pushes_it(
-    live: Live,
+    live_any: Live,
 ) -> None:
+    live = live_any
     _load(live, marriage=False)
     headers = _auth(live, register(live, "window"))
     civil = register(live, "department", types=["civil.marriage"])
@@ -203,7 +204,8 @@ def test_a_promise_is_recorded_for_a_waivable_material_and_closes_when_the_depar
         assert http.get("/v1/promises?state=closed", headers=stranger).json()["promises"] == []
 
 
-def test_overdue_promises_are_listed_and_flagged_for_the_expiry_dag(live: Live) -> None:
+def test_overdue_promises_are_listed_and_flagged_for_the_expiry_dag(live_any: Live) -> None:
+    live = live_any
     with live.handle.sessions() as session:
         subject = ensure_subject(session, keyring=live.handle.keyring, identifier=parse_identifier(PERSON))
         due = today()
@@ -227,7 +229,8 @@ def test_overdue_promises_are_listed_and_flagged_for_the_expiry_dag(live: Live) 
         assert stored is not None and stored.state == "overdue" and stored.flagged_at is not None
 
 
-def test_a_case_is_alerted_when_a_material_it_reused_is_superseded_or_revoked(live: Live) -> None:
+def test_a_case_is_alerted_when_a_material_it_reused_is_superseded_or_revoked(live_any: Live) -> None:
+    live = live_any
     ids = _load(live)
     window = register(live, "window")
     headers = _auth(live, window)

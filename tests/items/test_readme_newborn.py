@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
 
 from connectors.pipeline import run_sync
 from connectors.sandbox import control
@@ -26,6 +28,17 @@ def _block() -> str:
     return found.group(1)
 
 
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("the hub did not start")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -37,33 +50,32 @@ def test_the_readme_walks_a_window_through_the_newborn_bundle(tmp_path: Path) ->
     control.up(home, size=300, seed=7)
     try:
         handle = open_store(get_settings())
-        for source in (
-            "police_id_card",
-            "police_hukou",
-            "health_births",
-            "civil_marriages",
-            "hrss_social_insurance",
-        ):
+        for source in ("police_id_card", "police_hukou", "health_births", "civil_marriages"):
             assert run_sync(source, handle=handle).state == "success", source
         handle.engine.dispose()
         workdir = tmp_path / "shell"
         workdir.mkdir()
         (workdir / ".venv").symlink_to(VENV)
-        script = _block().replace("8000", str(_free_port()))
-        shell = subprocess.Popen(  # noqa: S603 - bash running the README's own commands
-            ["/bin/bash", "-euo", "pipefail", "-c", script], cwd=workdir, env=dict(os.environ),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )  # fmt: skip
+        port = _free_port()
+        env = {**os.environ, "ONECERT_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+        log = (workdir / "serve.log").open("wb")
+        server = subprocess.Popen(  # noqa: S603 - the hub, as the README's reader has it running
+            [str(VENV / "bin" / "onecert"), "serve", "--port", str(port)], env=env, stdout=log, stderr=log
+        )
         try:
-            out, err = shell.communicate(timeout=240)
+            _wait(f"http://127.0.0.1:{port}/healthz")
+            shell = subprocess.run(  # noqa: S603 - bash running the README's own commands
+                ["/bin/bash", "-euo", "pipefail", "-c", _block().replace("8000", str(port))], cwd=workdir,
+                env=env, capture_output=True, text=True, timeout=240, check=False,
+            )  # fmt: skip
         finally:
-            try:
-                os.killpg(shell.pid, signal.SIGTERM)  # the server it started, if the script stopped early
-            except ProcessLookupError:
-                pass
+            server.terminate()
+            server.wait(timeout=10)
+            log.close()
     finally:
         control.down(home)
-    assert shell.returncode == 0, f"{out}\n{err}\n{(workdir / 'serve.log').read_text()[-3000:]}"
+    out = shell.stdout
+    assert shell.returncode == 0, f"{out}\n{shell.stderr}\n{(workdir / 'serve.log').read_text()[-3000:]}"
     lines = out.splitlines()
     states = [line.split("\t") for line in lines if line.count("\t") == 2]
     assert [state for state, _name, _for in states] == [
@@ -74,7 +86,7 @@ def test_the_readme_walks_a_window_through_the_newborn_bundle(tmp_path: Path) ->
     assert '"decision":"accept_now"' in out
     assert "valid signature: answer for case NB-2026-0001, accept_now" in out
     assert "valid seal: health.birth_certificate" in out
-    assert "403" in lines  # a material the bundle does not need stays closed
+    assert "403" in lines  # the 城乡居民医保参保 case cannot open the birth certificate
     assert "[]" in lines  # nothing to promise for this family
     assert '{"case_ref":"NB-2026-0001","alerts":[]}' in lines
     mother = subprocess.run(  # noqa: S603

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import Caller, KeyringDep, SessionDep, get_handle, require_scope
+from hub.api.deps import ClaimsDep, HandleDep, caller_in_session, check_scope, durable
 from hub.api.jose import detached_jws
 from hub.api.services.lookups import LookupRequest, LookupResponse, lookup
-from materials_store.runtime import StoreHandle
+from materials_store.store import PendingUsage, deferred_usage
 
 router = APIRouter(prefix="/v1", tags=["lookups"])
 
@@ -20,17 +19,27 @@ router = APIRouter(prefix="/v1", tags=["lookups"])
     response_model=LookupResponse,
     responses={200: {"headers": {"X-Signature": {"description": "detached compact JWS over the body"}}}},
 )
-def post_lookup(
-    request: LookupRequest,
-    session: SessionDep,
-    keyring: KeyringDep,
-    caller: Annotated[Caller, Depends(require_scope("lookup"))],
-    handle: Annotated[StoreHandle, Depends(get_handle)],
+async def post_lookup(
+    lookup_request: LookupRequest, request: Request, handle: HandleDep, claims: ClaimsDep
 ) -> Response:
     """What is on file for this ID; with ``service_item`` or ``bundle``, what that application needs and
     whether it can be accepted now (``readiness``). The body is signed: ``X-Signature`` is a detached JWS
     (EdDSA)."""
-    result = lookup(session, keyring=keyring, caller=caller.client, request=request, handle=handle)
-    body = result.model_dump_json().encode("utf-8")
-    signature = detached_jws(body, keyring.current_signing_key)
+    pending: list[PendingUsage] = []
+
+    def answer() -> tuple[bytes, str]:
+        # All the store work in one trip to the thread pool: the client check, the lookup, its record.
+        # The record's group commit is awaited below, without holding the thread.
+        with deferred_usage(pending), handle.sessions() as session:
+            caller = check_scope(caller_in_session(request, session, claims), "lookup")
+            result = lookup(
+                session, keyring=handle.keyring, caller=caller.client, request=lookup_request, handle=handle
+            )
+        body = result.model_dump_json().encode("utf-8")
+        return body, detached_jws(body, handle.keyring.current_signing_key)
+
+    try:
+        body, signature = await run_in_threadpool(answer)
+    finally:
+        await durable(pending)  # the answer (or refusal) goes out only once its usage record is stored
     return Response(body, media_type="application/json", headers={"X-Signature": signature})

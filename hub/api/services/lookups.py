@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -13,12 +14,13 @@ from materials_store.cases import remember_case_materials
 from materials_store.crypto import Keyring
 from materials_store.errors import DataError, NotFound
 from materials_store.identity import Identifier, mask, parse_identifier
-from materials_store.models import Client, Subject
+from materials_store.models import Client
 from materials_store.runtime import StoreHandle
 from materials_store.store import (
     MaterialView,
+    SubjectRecord,
     commit_usage,
-    find_subject,
+    find_subject_row,
     last_runs,
     latest_materials,
     subject_name,
@@ -64,6 +66,26 @@ class LookupResponse(BaseModel):
     readiness: Readiness | None = None
 
 
+#: How long a worker reuses the sources' last sync times (a lookup says when each source last synced;
+#: syncs run hourly, and reading the runs table on every lookup cost a fifth of the lookup).
+SYNC_TIMES_MAX_AGE = 2.0
+_sync_times: dict[int, tuple[float, dict[str, dt.datetime | None]]] = {}
+
+
+def _last_synced(session: Session) -> dict[str, dt.datetime | None]:
+    """When each source last synced successfully, as of at most ``SYNC_TIMES_MAX_AGE`` seconds ago."""
+    key = id(session.get_bind())
+    cached = _sync_times.get(key)
+    now = time.monotonic()
+    if cached is None or now - cached[0] > SYNC_TIMES_MAX_AGE:
+        runs = last_runs(session)
+        cached = _sync_times[key] = (
+            now,
+            {source: run.finished_at for source, run in runs.items() if run.state == "success"},
+        )
+    return cached[1]
+
+
 def mask_name(name: str | None) -> str | None:
     """张三 → 张*, 欧阳娜娜 → 欧***."""
     if not name:
@@ -72,7 +94,7 @@ def mask_name(name: str | None) -> str | None:
 
 
 def _listed(session: Session, views: list[MaterialView]) -> list[MaterialOnFile]:
-    synced = {source: run.finished_at for source, run in last_runs(session).items() if run.state == "success"}
+    synced = _last_synced(session)
     return [
         MaterialOnFile(
             id=view.id,
@@ -88,7 +110,7 @@ def _listed(session: Session, views: list[MaterialView]) -> list[MaterialOnFile]
     ]
 
 
-def _subject_view(keyring: Keyring, identifier: Identifier, subject: Subject | None) -> SubjectView:
+def _subject_view(keyring: Keyring, identifier: Identifier, subject: SubjectRecord | None) -> SubjectView:
     return SubjectView(
         kind=identifier.kind.value,
         id_masked=mask(identifier.value),
@@ -105,8 +127,8 @@ def lookup(
     handle: StoreHandle | None = None,
 ) -> LookupResponse:
     """Every valid material's metadata on file for the subject (no payloads), recorded in the usage log.
-    With a service item or a bundle, only the materials it needs, and its readiness (see
-    :func:`readiness_lookup`).
+    With a service item or a bundle, only the materials it needs, and its readiness
+    (:func:`readiness_lookup`, which needs ``handle`` for freshness pulls).
 
     Raises:
         InvalidIdentifier: the ID is invalid (422, with the reason).
@@ -118,7 +140,7 @@ def lookup(
         if handle is None:
             raise TypeError("a readiness lookup needs the store handle (for freshness pulls)")
         return readiness_lookup(session, handle=handle, caller=caller, request=request, identifier=identifier)
-    subject = find_subject(session, keyring=keyring, identifier=identifier)
+    subject = find_subject_row(session, keyring=keyring, identifier=identifier)
     views = latest_materials(session, subject_id=subject.id) if subject else []
     index = keyring.blind_index(identifier.value)
     outcome = "found" if views else "nothing_on_file"
@@ -156,7 +178,7 @@ def readiness_lookup(
     except KeyError:
         raise DataError(f"unknown {'bundle' if request.bundle else 'service item'}") from None
     keyring = handle.keyring
-    subject = find_subject(session, keyring=keyring, identifier=identifier)
+    subject = find_subject_row(session, keyring=keyring, identifier=identifier)
     case = assess_case(
         handle, session, plan=plan, catalogue=catalogue, identifier=identifier,
         subject_id=subject.id if subject else None, case_ref=request.case_ref, client_id=caller.id,
