@@ -97,6 +97,11 @@ def _today() -> dt.date:
     return dt.datetime.now(CHINA_TZ).date()
 
 
+def load_division_codes() -> None:
+    """Read python-stdnum's division-code table now (it is read on first use otherwise)."""
+    numdb.get("cn/loc")
+
+
 @lru_cache(maxsize=8192)
 def _region_known(code: str) -> bool:
     """True when ``code`` is a GB/T 2260 division code (province, city or county), current or historical."""

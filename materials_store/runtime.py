@@ -20,6 +20,11 @@ class StoreHandle:
     sessions: sessionmaker[Session]
     keyring: Keyring
 
+    @property
+    def embedded(self) -> bool:
+        """True for the embedded SQLite store (no network between the hub and its data)."""
+        return self.engine.dialect.name == "sqlite"
+
 
 def open_store(settings: Settings, *, migrate: bool = True, **engine_options: Any) -> StoreHandle:
     """Load the keyring, connect, and (by default) migrate to the newest schema.

@@ -7,9 +7,12 @@ out as ``executemany``. No per-row round trips, no ORM objects on the write path
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import fcntl
 import hashlib
 import json
+import os
 import secrets
 import threading
 import time
@@ -1131,6 +1134,32 @@ def _move_head(session: Session, last: dict[str, Any], has_head: bool) -> None:
 _APPEND_LOCK = threading.Lock()
 
 
+class _WriterLock:
+    """A cross-process lock beside a SQLite file (``<db>-append.lock``), taken before ``BEGIN IMMEDIATE``.
+
+    Hub workers are separate processes. Left to SQLite, the loser of the write lock polls with its busy
+    handler, sleeping up to 100 ms between tries; a ``flock`` waiter is woken the moment the holder lets
+    go, so group commits from several workers follow each other without those sleeps.
+    """
+
+    def __init__(self, database: str | None) -> None:
+        self.fd: int | None = None
+        if database and database != ":memory:" and not database.startswith("file:"):
+            self.fd = os.open(f"{database}-append.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with _APPEND_LOCK:
+            if self.fd is None:
+                yield
+                return
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
 class PendingUsage:
     """A usage record handed to the appender: done once its transaction has committed (or failed)."""
 
@@ -1188,7 +1217,9 @@ class UsageAppender:
             "move": f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",  # noqa: S608
         }
         self.attempts = attempts
+        self.writer_lock = _WriterLock(engine.url.database if self.sqlite else None)
         self.queue: list[PendingUsage] = []
+        self.loop_queue: list[PendingUsage] = []
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
 
@@ -1203,26 +1234,44 @@ class UsageAppender:
             self.wake.notify()
         return item
 
+    def submit_on_loop(self, entry: dict[str, Any], loop: asyncio.AbstractEventLoop) -> PendingUsage:
+        """Queue one record from code running on ``loop``'s thread: the records queued during one turn of
+        the loop are appended together, on the loop's thread, once that turn's callbacks have run (no
+        hand-off to the writer thread and back)."""
+        item = PendingUsage(entry)
+        if not self.loop_queue:
+            loop.call_soon(self._flush_loop)
+        self.loop_queue.append(item)
+        return item
+
+    def _flush_loop(self) -> None:
+        batch, self.loop_queue = self.loop_queue, []
+        self._commit(batch)
+
     def _run(self) -> None:
         while True:
             with self.wake:
                 while not self.queue:
                     self.wake.wait()
                 batch, self.queue = self.queue, []
-            error: BaseException | None = None
-            try:
-                self._write([item.entry for item in batch])
-            except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
-                error = failure
-            for item in batch:
-                item._finish(error)
+            self._commit(batch)
+
+    def _commit(self, batch: list[PendingUsage]) -> None:
+        """Append ``batch`` in one transaction and tell each waiter how it went."""
+        error: BaseException | None = None
+        try:
+            self._write([item.entry for item in batch])
+        except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
+            error = failure
+        for item in batch:
+            item._finish(error)
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         for attempt in range(self.attempts):
             with self.engine.connect() as connection:
                 try:
                     if self.sqlite:
-                        with _APPEND_LOCK:
+                        with self.writer_lock.held():
                             connection.exec_driver_sql("BEGIN IMMEDIATE")
                             self._append(connection, entries)
                             connection.commit()
@@ -1291,6 +1340,13 @@ def usage_appender(engine: Engine) -> UsageAppender:
         return appender
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 @contextmanager
 def deferred_usage(pending: list[PendingUsage]) -> Iterator[None]:
     """Inside this block :func:`commit_usage` queues its record in ``pending`` and returns at once; the
@@ -1317,8 +1373,10 @@ def commit_usage(session: Session, **entry: Any) -> None:
     """
     session.commit()  # end any read transaction: the record must not wait for this session's work
     bind = session.get_bind()
-    item = usage_appender(bind if isinstance(bind, Engine) else bind.engine).submit(entry)
+    appender = usage_appender(bind if isinstance(bind, Engine) else bind.engine)
     deferred = _DEFERRED.get()
+    loop = _running_loop() if deferred is not None else None
+    item = appender.submit_on_loop(entry, loop) if loop is not None else appender.submit(entry)
     if deferred is not None:
         deferred.append(item)
     else:

@@ -28,6 +28,7 @@ from hub.api.routes import (
     sources,
     usage,
 )
+from materials_store.identity import load_division_codes
 from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
 
@@ -60,6 +61,7 @@ STORE_THREADS = 4
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     to_thread.current_default_thread_limiter().total_tokens = STORE_THREADS
+    load_division_codes()  # before the first request, not during it (about a second per worker)
     yield
 
 

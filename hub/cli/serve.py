@@ -1,8 +1,67 @@
-"""``onecert serve``: run the API with uvicorn."""
+"""``onecert serve``: run the API with uvicorn.
+
+With several workers, each worker process binds its own listening socket with ``SO_REUSEPORT`` and the
+kernel spreads new connections across them evenly. (uvicorn's own supervisor shares one socket, and
+whichever worker happens to be waiting in ``accept`` takes the next connection: long-lived keep-alive
+connections from a window's proxy could pile onto one worker while the other idles.)
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
+import socket
+import time
+from types import FrameType
+
 import typer
+
+APP = "hub.api.app:create_app"
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    config = uvicorn.Config(APP, factory=True, host=host, port=port, log_level=log_level)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _supervise(host: str, port: int, workers: int, log_level: str) -> None:
+    """Start ``workers`` processes, restart any that dies, and stop them all on SIGINT or SIGTERM."""
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+        process.start()
+        return process
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    processes = [start() for _ in range(workers)]
+    while not stopping:
+        time.sleep(0.5)
+        for index, process in enumerate(processes):
+            if not process.is_alive() and not stopping:
+                typer.echo(f"worker {process.pid} exited ({process.exitcode}); starting another", err=True)
+                processes[index] = start()
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            process.terminate()  # uvicorn shuts down gracefully on SIGTERM
+    for process in processes:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
 
 
 def serve(
@@ -12,11 +71,12 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level (info logs every request)."),
 ) -> None:
     """Serve the signed hub API."""
-    import uvicorn
+    if workers == 1:
+        import uvicorn
 
-    uvicorn.run(
-        "hub.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level
-    )
+        uvicorn.run(APP, factory=True, host=host, port=port, log_level=log_level)
+        return
+    _supervise(host, port, workers, log_level)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from joserfc import jws
 from joserfc.jwk import KeySet
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from materials_store.identity import parse_identifier
 from materials_store.models import UsageRecord
-from materials_store.store import MaterialInput, revoke, upsert_materials
+from materials_store.store import MaterialInput, revoke, upsert_materials, verify_usage_chain
 from tests.api.conftest import Live, register
 from tests.api.test_tokens import ASSERTION_TYPE
 
@@ -107,3 +108,26 @@ def test_invalid_ids_unknown_subjects_and_wrong_scopes(live: Live) -> None:
         assert anonymous.status_code == 401
         no_case = http.post("/v1/lookups", json={"id": PERSON, "purpose": "p"}, headers=headers)
         assert no_case.status_code == 422
+
+
+def test_concurrent_lookups_each_leave_one_record_on_one_chain(live: Live) -> None:
+    """Plain lookups append their records on the server's event loop, readiness lookups from its threads;
+    under concurrency every answered lookup has exactly one record, and the chain stays one chain."""
+    _load(live)
+    token = _token(live, org="hz-xihu", region="330106")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def ask(n: int) -> int:
+        body = {"id": PERSON, "case_ref": f"C-{n}", "purpose": "并发"}
+        if n % 4 == 0:
+            body["service_item"] = "medins.resident_enrolment"
+        with live.client() as http:
+            return http.post("/v1/lookups", json=body, headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(ask, range(64)))
+    assert statuses == [200] * 64
+    with live.handle.sessions() as session:
+        cases = [r.case_ref for r in session.scalars(select(UsageRecord).where(UsageRecord.action == "lookup"))]
+        assert sorted(cases) == sorted(f"C-{n}" for n in range(64))
+        assert verify_usage_chain(session).ok

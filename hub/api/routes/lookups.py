@@ -28,8 +28,8 @@ async def post_lookup(
     pending: list[PendingUsage] = []
 
     def answer() -> tuple[bytes, str]:
-        # All the store work in one trip to the thread pool: the client check, the lookup, its record.
-        # The record's group commit is awaited below, without holding the thread.
+        # All the store work in one piece: the client check, the lookup, its record. The record's group
+        # commit is awaited below, without holding a thread.
         with deferred_usage(pending), handle.sessions() as session:
             caller = check_scope(caller_in_session(request, session, claims), "lookup")
             result = lookup(
@@ -39,7 +39,12 @@ async def post_lookup(
         return body, detached_jws(body, handle.keyring.current_signing_key)
 
     try:
-        body, signature = await run_in_threadpool(answer)
+        if handle.embedded and not (lookup_request.service_item or lookup_request.bundle):
+            # A plain lookup on the embedded store is a few index reads in this process, shorter than
+            # the hand-off to a thread and back; its record is appended on this loop too.
+            body, signature = answer()
+        else:  # a network round trip to PostgreSQL, or a readiness answer that may pull from a source
+            body, signature = await run_in_threadpool(answer)
     finally:
         await durable(pending)  # the answer (or refusal) goes out only once its usage record is stored
     return Response(body, media_type="application/json", headers={"X-Signature": signature})
