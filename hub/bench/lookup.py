@@ -6,10 +6,14 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from rich.console import Console
 from rich.table import Table
 
+from connectors.sandbox import control
 from contracts import load_catalogue
 from hub.bench.synthetic import materials
 from materials_store.runtime import open_store
@@ -26,6 +31,7 @@ from materials_store.settings import Settings
 from materials_store.store import add_client, sync_material_types, upsert_materials
 
 PER_SUBJECT = 2
+SYNC_SOURCE = "police_id_card"
 
 
 @dataclass(frozen=True)
@@ -100,18 +106,15 @@ def _drive(hub: str, token: str, target: str, subjects: int, concurrency: int, s
     return LoadFigures(**json.loads(output.stdout.strip().splitlines()[-1]))
 
 
-def run_lookup_bench(
-    *, subjects: int, seconds: float, concurrency: int, workers: int, home: Path, database_url: str | None
-) -> tuple[LoadFigures, LoadFigures]:
+@contextmanager
+def _served(home: Path, workers: int, database_url: str | None = None) -> Iterator[str]:
+    """``onecert serve`` on ``home``'s store, on a free loopback port, until the block ends."""
     port = _free_port()
     hub = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ONECERT_HOME": str(home), "ONECERT_PUBLIC_URL": hub, "ONECERT_DEV": "1",
            "ONECERT_RATE_LIMIT_PER_MINUTE": "100000000"}  # fmt: skip
     if database_url:
         env["ONECERT_DATABASE_URL"] = database_url
-    settings = Settings(home=home, dev=True, database_url=database_url, public_url=hub)
-    console = Console()
-    build_store(settings, subjects, console)
     server = subprocess.Popen(  # noqa: S603 - our own command
         [sys.executable, "-m", "hub.cli", "serve", "--port", str(port), "--workers", str(workers),
          "--log-level", "warning"],
@@ -125,13 +128,84 @@ def run_lookup_bench(
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        token = _token(hub, settings)
-        lookups = _drive(hub, token, "lookup", subjects, concurrency, seconds)
-        trivial = _drive(hub, token, "trivial", subjects, concurrency, seconds)
+        yield hub
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def run_lookup_bench(
+    *, subjects: int, seconds: float, concurrency: int, workers: int, home: Path, database_url: str | None
+) -> tuple[LoadFigures, LoadFigures]:
+    settings = Settings(home=home, dev=True, database_url=database_url)
+    build_store(settings, subjects, Console())
+    with _served(home, workers, database_url) as hub:
+        token = _token(hub, Settings(home=home, dev=True, database_url=database_url, public_url=hub))
+        lookups = _drive(hub, token, "lookup", subjects, concurrency, seconds)
+        trivial = _drive(hub, token, "trivial", subjects, concurrency, seconds)
     return lookups, trivial
+
+
+@dataclass(frozen=True)
+class SyncFigures:
+    rows: int
+    still_running: bool  # the sync was still loading when the lookups stopped: they ran during it
+    sync_seconds: float
+
+
+#: Seconds the sync gets to start (imports, first page, first validation) before lookups are timed.
+SYNC_HEAD_START = 15.0
+
+
+def run_lookup_during_sync(
+    *, subjects: int, rows: int, seconds: float, concurrency: int, workers: int, home: Path, sync_home: Path
+) -> tuple[LoadFigures, SyncFigures]:
+    """Signed lookups while ``onecert sync`` pulls ``rows`` persons from the sandbox police REST source
+    into the same store. The served store is a copy of the bench store (the sync adds rows to it), made
+    anew each run; the sandbox data under ``sync_home`` is generated once and reused."""
+    console = Console()
+    build_store(Settings(home=home, dev=True), subjects, console)
+    work = Path(tempfile.mkdtemp(prefix="onecert-bench-during-sync-"))
+    try:
+        shutil.copytree(home / "keys", work / "keys")
+        shutil.copy2(home / "onecert.db", work / "onecert.db")
+        control.up(sync_home, size=rows, seed=1)
+        try:
+            with _served(work, workers) as hub:
+                token = _token(hub, Settings(home=work, dev=True, public_url=hub))
+                env = {**os.environ, "ONECERT_HOME": str(sync_home), "ONECERT_DEV": "1",
+                       "ONECERT_DATABASE_URL": f"sqlite:///{work / 'onecert.db'}",
+                       "ONECERT_KEYRING_FILE": str(work / "keys" / "keyring.json")}  # fmt: skip
+                started = time.monotonic()
+                sync = subprocess.Popen(  # noqa: S603 - our own command
+                    [sys.executable, "-m", "hub.cli", "sync", SYNC_SOURCE],
+                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                )  # fmt: skip
+                time.sleep(SYNC_HEAD_START)
+                lookups = _drive(hub, token, "lookup", subjects, concurrency, seconds)
+                still_running = sync.poll() is None
+                _, errors = sync.communicate()
+                if sync.returncode != 0:
+                    raise RuntimeError(f"the sync failed: {errors.decode(errors='replace').splitlines()[-1:]}")
+                sync_seconds = time.monotonic() - started
+        finally:
+            control.down(sync_home)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return lookups, SyncFigures(rows, still_running, sync_seconds)
+
+
+def print_during_sync(lookups: LoadFigures, sync: SyncFigures) -> None:
+    table = Table(title=f"bench lookup · during a {sync.rows:,}-row sync of {SYNC_SOURCE}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row("signed lookups", f"{lookups.per_second:,.0f} /s ({lookups.errors} errors)", "")
+    table.add_row("lookup p50", f"{lookups.p50_ms:.1f} ms", "")
+    table.add_row("lookup p99", f"{lookups.p99_ms:.1f} ms", "<= 50 ms")
+    table.add_row("sync still running when the lookups stopped", "yes" if sync.still_running else "NO", "yes")
+    table.add_row("sync wall time", f"{sync.sync_seconds:.0f} s", "")
+    Console().print(table)
 
 
 def print_lookup_bench(subjects: int, lookups: LoadFigures, trivial: LoadFigures) -> None:

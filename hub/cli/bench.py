@@ -48,16 +48,35 @@ def lookup(
         Path("var/bench-lookup"), "--home", help="Where the bench store is kept (reused)."
     ),
     database_url: str | None = typer.Option(None, "--database-url", help="Benchmark PostgreSQL instead."),
+    during_sync: int = typer.Option(
+        0, "--during-sync", min=0, help="Also time lookups while a sync of this many rows loads (embedded store)."
+    ),
+    sync_home: Path = typer.Option(
+        Path("var/bench-lookup-sync"), "--sync-home", help="Where the sandbox data of --during-sync is kept."
+    ),
 ) -> None:
     """Signed lookups/s, p50 and p99 from a separate process at fixed concurrency, and the ratio to a
-    trivial unsigned endpoint of the same app in the same run."""
-    from hub.bench.lookup import print_lookup_bench, run_lookup_bench
+    trivial unsigned endpoint of the same app in the same run; with ``--during-sync``, the same while a
+    sync loads into the store."""
+    from hub.bench.lookup import (
+        print_during_sync,
+        print_lookup_bench,
+        run_lookup_bench,
+        run_lookup_during_sync,
+    )
 
+    if during_sync and database_url:
+        raise typer.BadParameter("--during-sync copies the embedded store; leave out --database-url")
     lookups, trivial = run_lookup_bench(
         subjects=subjects, seconds=seconds, concurrency=concurrency, workers=workers, home=home,
         database_url=database_url,
     )  # fmt: skip
     print_lookup_bench(subjects, lookups, trivial)
+    if during_sync:
+        print_during_sync(*run_lookup_during_sync(
+            subjects=subjects, rows=during_sync, seconds=seconds, concurrency=concurrency, workers=workers,
+            home=home, sync_home=sync_home,
+        ))  # fmt: skip
 
 
 @bench_app.command("pages")
