@@ -22,10 +22,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import func, select
 
 from connectors.sandbox import control
 from contracts import load_catalogue
 from hub.bench.synthetic import materials
+from materials_store.models import MATERIALS
 from materials_store.runtime import open_store
 from materials_store.settings import Settings
 from materials_store.store import add_client, sync_material_types, upsert_materials
@@ -56,9 +58,13 @@ def _free_port() -> int:
 def build_store(settings: Settings, subjects: int, console: Console) -> None:
     """Fill the store with ``subjects`` subjects (two materials each), unless it already holds them."""
     marker = settings.home / f"bench-lookup-{subjects}.done"
-    if marker.exists():
+    if marker.exists() and settings.database_url is None:
         return
     handle = open_store(settings)
+    if settings.database_url is not None:  # the data lives in that database, not beside the marker
+        with handle.sessions() as session:
+            if session.scalar(select(func.count()).select_from(MATERIALS)) == subjects * PER_SUBJECT:
+                return
     with handle.sessions() as session:
         sync_material_types(session, specs=load_catalogue())
         session.commit()
