@@ -39,12 +39,14 @@ from materials_store.runtime import StoreHandle
 from materials_store.store import (
     MaterialInput,
     QuarantineInput,
+    UpsertResult,
     finish_run,
     quarantine_rows,
     save_cursor,
     start_run,
     sync_material_types,
     upsert_materials,
+    writer_lock,
 )
 
 if TYPE_CHECKING:
@@ -263,6 +265,18 @@ def prepare_batch(contract: Contract, *, name_field: str | None, rows: list[dict
     return PreparedBatch(len(rows), materials, bad, [str(item.source_record_id) for item in bad])
 
 
+#: Materials per upsert call of a sync's load on the embedded store: between two calls the load can
+#: commit and let other writers in. SQLite has one writer at a time, and every lookup writes its usage
+#: record: a whole batch in one transaction would hold the write lock for seconds and stall the windows.
+LOAD_CHUNK_ROWS = 500
+#: Materials at most per write transaction on the embedded store, waiters or not: it bounds the dirty
+#: pages SQLite keeps in memory until the commit.
+LOAD_COMMIT_ROWS = 10_000
+#: Seconds a sync's load lets go of the store when another process (a hub worker appending lookups'
+#: records) is waiting for it.
+LOAD_CHUNK_PAUSE = 0.01
+
+
 def load_batch(
     handle: StoreHandle,
     *,
@@ -271,16 +285,40 @@ def load_batch(
     run_id: str,
     commits: list[tuple[str, str]],
 ) -> BatchOutcome:
-    """In one transaction: upsert the batch's materials, quarantine its bad rows, save the cursor."""
-    with handle.sessions() as session:
-        if session.get_bind().dialect.name == "sqlite":
-            # A bulk load reads index pages once or twice: through the page cache, not a memory map of
-            # the whole store, which would count the store's file against the process's memory.
-            session.connection().exec_driver_sql("PRAGMA mmap_size=0")
-        result = upsert_materials(
-            session, keyring=handle.keyring, items=batch.materials, source=contract.source, run_id=run_id
-        )
-        settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises, alerts
+    """Upsert the batch's materials, quarantine its bad rows and save the cursor.
+
+    On PostgreSQL all of it is one transaction. On SQLite the load holds the store's :class:`WriterLock`
+    and upserts :data:`LOAD_CHUNK_ROWS` materials at a time; after a chunk it commits and lets go for a
+    moment when another process waits for the store (or every :data:`LOAD_COMMIT_ROWS`). The last
+    transaction holds the quarantine and the cursor. A crash in between leaves some materials loaded and
+    the cursor where it was: the rerun pulls those rows again and finds them unchanged, so nothing is
+    lost or doubled.
+    """
+    embedded = handle.embedded
+    materials = batch.materials
+    size = LOAD_CHUNK_ROWS if embedded else max(len(materials), 1)
+    chunks = [materials[start : start + size] for start in range(0, len(materials), size)] or [[]]
+    total = UpsertResult()
+    lock = writer_lock(handle.engine)
+    uncommitted = 0
+    with lock.held(), handle.sessions() as session:
+        for number, chunk in enumerate(chunks, start=1):
+            if embedded and uncommitted == 0:
+                # A bulk load reads index pages once or twice: through the page cache, not a memory map
+                # of the whole store, which would count the store's file against the process's memory.
+                session.connection().exec_driver_sql("PRAGMA mmap_size=0")
+            result = upsert_materials(
+                session, keyring=handle.keyring, items=chunk, source=contract.source, run_id=run_id
+            )
+            settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises
+            total.inserted += result.inserted
+            total.new_versions += result.new_versions
+            total.unchanged += result.unchanged
+            uncommitted += len(chunk)
+            if number < len(chunks) and (uncommitted >= LOAD_COMMIT_ROWS or lock.others_waiting()):
+                session.commit()
+                uncommitted = 0
+                lock.let_waiters_in(LOAD_CHUNK_PAUSE)  # lookups' usage records go in first
         quarantine_rows(
             session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=batch.bad
         )
@@ -288,7 +326,7 @@ def load_batch(
             save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
         session.commit()
     return BatchOutcome(
-        batch.extracted, result.loaded, result.new_versions, result.unchanged, len(batch.bad),
+        batch.extracted, total.loaded, total.new_versions, total.unchanged, len(batch.bad),
         batch.quarantined_ids,
     )  # fmt: skip
 

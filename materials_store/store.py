@@ -1134,30 +1134,96 @@ def _move_head(session: Session, last: dict[str, Any], has_head: bool) -> None:
 _APPEND_LOCK = threading.Lock()
 
 
-class _WriterLock:
-    """A cross-process lock beside a SQLite file (``<db>-append.lock``), taken before ``BEGIN IMMEDIATE``.
+class WriterLock:
+    """A cross-process lock beside a SQLite file (``<db>-append.lock``), taken around write transactions
+    (usage-record appends, a sync's loads).
 
-    Hub workers are separate processes. Left to SQLite, the loser of the write lock polls with its busy
-    handler, sleeping up to 100 ms between tries; a ``flock`` waiter is woken the moment the holder lets
-    go, so group commits from several workers follow each other without those sleeps.
+    Hub workers and syncs are separate processes. Left to SQLite, the loser of the write lock polls with
+    its busy handler, sleeping up to 100 ms between tries; a ``flock`` waiter is woken the moment the
+    holder lets go, so writers follow each other without those sleeps. A no-op for other databases.
     """
 
     def __init__(self, database: str | None) -> None:
         self.fd: int | None = None
+        self.waiting_fd: int | None = None  # shared-locked by whoever waits for the lock
         if database and database != ":memory:" and not database.startswith("file:"):
             self.fd = os.open(f"{database}-append.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self.waiting_fd = os.open(f"{database}-append.wait", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def others_waiting(self) -> bool:
+        """True when another process is waiting for the lock (a long writer should let it in)."""
+        if self.waiting_fd is None:
+            return False
+        try:
+            fcntl.flock(self.waiting_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self.waiting_fd, fcntl.LOCK_UN)
+        return False
+
+    def _acquire(self, wait: bool) -> bool:
+        assert self.fd is not None
+        assert self.waiting_fd is not None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if not wait:
+                return False
+        fcntl.flock(self.waiting_fd, fcntl.LOCK_SH)  # seen by others_waiting() while this blocks
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        finally:
+            fcntl.flock(self.waiting_fd, fcntl.LOCK_UN)
+        return True
+
+    def let_waiters_in(self, pause: float) -> bool:
+        """With the lock held and the transaction committed: when another process waits for the lock, let
+        go of it for ``pause`` seconds, then take it again. True when it let go."""
+        if self.fd is None or not self.others_waiting():
+            return False
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        _APPEND_LOCK.release()
+        try:
+            time.sleep(pause)
+        finally:
+            _APPEND_LOCK.acquire()
+            self._acquire(True)
+        return True
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        with _APPEND_LOCK:
+    def held(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the lock for the block; with ``wait=False`` the block gets False at once if it is taken."""
+        if not _APPEND_LOCK.acquire(blocking=wait):
+            yield False
+            return
+        try:
             if self.fd is None:
-                yield
+                yield True
                 return
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if not self._acquire(wait):
+                yield False
+                return
             try:
-                yield
+                yield True
             finally:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
+        finally:
+            _APPEND_LOCK.release()
+
+
+_WRITER_LOCKS: dict[str | None, WriterLock] = {}
+_WRITER_LOCKS_LOCK = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> WriterLock:
+    """The process's :class:`WriterLock` for ``engine``'s database."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    with _WRITER_LOCKS_LOCK:
+        lock = _WRITER_LOCKS.get(database)
+        if lock is None:
+            lock = _WRITER_LOCKS[database] = WriterLock(database)
+        return lock
 
 
 class PendingUsage:
@@ -1217,7 +1283,7 @@ class UsageAppender:
             "move": f"UPDATE audit_head SET seq = {mark}, hash = {mark} WHERE id = 1",  # noqa: S608
         }
         self.attempts = attempts
-        self.writer_lock = _WriterLock(engine.url.database if self.sqlite else None)
+        self.writer_lock = writer_lock(engine)
         self.queue: list[PendingUsage] = []
         self.loop_queue: list[PendingUsage] = []
         self.wake = threading.Condition()
@@ -1226,18 +1292,23 @@ class UsageAppender:
     def submit(self, entry: dict[str, Any]) -> PendingUsage:
         """Queue one record (the keyword arguments of :func:`record_usage`); wait on the result."""
         item = PendingUsage(entry)
+        self._hand_over([item])
+        return item
+
+    def _hand_over(self, items: list[PendingUsage]) -> None:
+        """Queue ``items`` for the writer thread."""
         with self.wake:
-            self.queue.append(item)
+            self.queue.extend(items)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="onecert-usage", daemon=True)
                 self.thread.start()
             self.wake.notify()
-        return item
 
     def submit_on_loop(self, entry: dict[str, Any], loop: asyncio.AbstractEventLoop) -> PendingUsage:
         """Queue one record from code running on ``loop``'s thread: the records queued during one turn of
         the loop are appended together, on the loop's thread, once that turn's callbacks have run (no
-        hand-off to the writer thread and back)."""
+        hand-off to the writer thread and back). When another writer holds the store (a sync's load),
+        the batch goes to the writer thread instead: the loop never waits for the lock."""
         item = PendingUsage(entry)
         if not self.loop_queue:
             loop.call_soon(self._flush_loop)
@@ -1246,7 +1317,17 @@ class UsageAppender:
 
     def _flush_loop(self) -> None:
         batch, self.loop_queue = self.loop_queue, []
-        self._commit(batch)
+        try:
+            written = self._write([item.entry for item in batch], wait=False)
+        except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
+            for item in batch:
+                item._finish(failure)
+            return
+        if not written:
+            self._hand_over(batch)
+            return
+        for item in batch:
+            item._finish(None)
 
     def _run(self) -> None:
         while True:
@@ -1254,31 +1335,31 @@ class UsageAppender:
                 while not self.queue:
                     self.wake.wait()
                 batch, self.queue = self.queue, []
-            self._commit(batch)
+            error: BaseException | None = None
+            try:
+                self._write([item.entry for item in batch])
+            except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
+                error = failure
+            for item in batch:
+                item._finish(error)
 
-    def _commit(self, batch: list[PendingUsage]) -> None:
-        """Append ``batch`` in one transaction and tell each waiter how it went."""
-        error: BaseException | None = None
-        try:
-            self._write([item.entry for item in batch])
-        except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
-            error = failure
-        for item in batch:
-            item._finish(error)
-
-    def _write(self, entries: list[dict[str, Any]]) -> None:
+    def _write(self, entries: list[dict[str, Any]], *, wait: bool = True) -> bool:
+        """Append ``entries`` in one transaction. Returns False, having written nothing, when ``wait`` is
+        False and another writer holds the store."""
         for attempt in range(self.attempts):
             with self.engine.connect() as connection:
                 try:
                     if self.sqlite:
-                        with self.writer_lock.held():
+                        with self.writer_lock.held(wait=wait) as held:
+                            if not held:
+                                return False
                             connection.exec_driver_sql("BEGIN IMMEDIATE")
                             self._append(connection, entries)
                             connection.commit()
                     else:
                         self._append(connection, entries)
                         connection.commit()
-                    return
+                    return True
                 except IntegrityError:
                     connection.rollback()
                     time.sleep(0.002 * (attempt + 1))
