@@ -7,6 +7,7 @@ and a commit costs no fsync of the main file. PostgreSQL is used through ``ONECE
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,18 @@ def engine_for_url(url: str, **kwargs: Any) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def own_connection(engine: Engine) -> sqlite3.Connection:
+    """A SQLite connection opened by ``engine`` (its pragmas applied) and taken out of its pool for good:
+    for a hot path that keeps one connection per thread and runs fixed SQL on the driver directly.
+    Closed when the process ends."""
+    pooled = engine.raw_connection()
+    connection = pooled.driver_connection
+    if not isinstance(connection, sqlite3.Connection):
+        raise TypeError("a driver connection of its own is for the embedded SQLite store")
+    pooled.detach()
+    return connection
 
 
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -27,12 +28,13 @@ import orjson
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import Connection, Engine, Row, bindparam, func, insert, select, text, update
+from sqlalchemy import Engine, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts import MaterialTypeSpec
 from materials_store.crypto import Keyring
+from materials_store.db import own_connection
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import CHINA_TZ, Identifier
 from materials_store.models import (
@@ -286,11 +288,16 @@ def find_subject(session: Session, *, keyring: Keyring, identifier: Identifier) 
 class SubjectRecord(Protocol):
     """What reading a subject's identity needs: a :class:`Subject` or a row of :func:`find_subject_row`."""
 
-    id: int
-    blind_index: str
-    key_id: str
-    id_ciphertext: bytes
-    name_ciphertext: bytes | None
+    @property
+    def id(self) -> int: ...
+    @property
+    def blind_index(self) -> str: ...
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def id_ciphertext(self) -> bytes: ...
+    @property
+    def name_ciphertext(self) -> bytes | None: ...
 
 
 _SUBJECT_BY_INDEX = select(
@@ -304,7 +311,12 @@ _SUBJECT_BY_INDEX = select(
 
 def find_subject_row(session: Session, *, keyring: Keyring, identifier: Identifier) -> SubjectRecord | None:
     """:func:`find_subject` without an ORM object (the lookup hot path): a row with the same fields."""
-    parameters = {"blind_index": keyring.blind_index(identifier.value)}
+    return subject_row(session, blind_index=keyring.blind_index(identifier.value))
+
+
+def subject_row(session: Session, *, blind_index: str) -> SubjectRecord | None:
+    """The subject with this blind index, as a row (no ORM object), or None."""
+    parameters = {"blind_index": blind_index}
     row: SubjectRecord | None = session.connection().execute(_SUBJECT_BY_INDEX, parameters).one_or_none()
     return row
 
@@ -1288,6 +1300,7 @@ class UsageAppender:
         self.loop_queue: list[PendingUsage] = []
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
+        self.connection: sqlite3.Connection | None = None  # SQLite: its own, made on first use
 
     def submit(self, entry: dict[str, Any]) -> PendingUsage:
         """Queue one record (the keyword arguments of :func:`record_usage`); wait on the result."""
@@ -1347,30 +1360,52 @@ class UsageAppender:
         """Append ``entries`` in one transaction. Returns False, having written nothing, when ``wait`` is
         False and another writer holds the store."""
         for attempt in range(self.attempts):
-            with self.engine.connect() as connection:
-                try:
-                    if self.sqlite:
-                        with self.writer_lock.held(wait=wait) as held:
-                            if not held:
-                                return False
-                            connection.exec_driver_sql("BEGIN IMMEDIATE")
-                            self._append(connection, entries)
+            try:
+                if self.sqlite:
+                    with self.writer_lock.held(wait=wait) as held:
+                        if not held:
+                            return False
+                        self._write_sqlite(entries)
+                else:
+                    with self.engine.connect() as connection:
+                        try:
+                            self._append(connection.exec_driver_sql, entries)
                             connection.commit()
-                    else:
-                        self._append(connection, entries)
-                        connection.commit()
-                    return True
-                except IntegrityError:
-                    connection.rollback()
-                    time.sleep(0.002 * (attempt + 1))
+                        except BaseException:
+                            connection.rollback()
+                            raise
+                return True
+            except (IntegrityError, sqlite3.IntegrityError):
+                time.sleep(0.002 * (attempt + 1))
         raise Conflict("the audit chain is too busy; retry")
 
-    def _append(self, connection: Connection, entries: list[dict[str, Any]]) -> None:
+    def _write_sqlite(self, entries: list[dict[str, Any]]) -> None:
+        """One transaction on the appender's own SQLite connection (the caller holds the writer lock, so
+        one thread at a time uses it): the driver directly, no pool checkout per batch."""
+        if self.connection is None:
+            self.connection = own_connection(self.engine)
+        connection = self.connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            self._append(connection.execute, entries, connection.executemany)
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+
+    def _append(
+        self,
+        execute: Callable[..., Any],
+        entries: list[dict[str, Any]],
+        executemany: Callable[..., Any] | None = None,
+    ) -> None:
         """The batch at the driver level (a busy hub appends hundreds of batches a second): the same rows
-        :func:`record_usage` writes, JSON columns as SQLAlchemy's JSON type would serialise them."""
+        :func:`record_usage` writes, JSON columns as SQLAlchemy's JSON type would serialise them.
+        ``execute`` is a driver-level execute (SQLAlchemy's ``exec_driver_sql`` takes a list of rows as
+        executemany; sqlite3 needs ``executemany``)."""
         if not self.sqlite:
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
-        head = connection.exec_driver_sql(self.sql["head"]).one_or_none()
+            execute("SELECT pg_advisory_xact_lock(4242001)")
+        head = execute(self.sql["head"]).fetchone()
         prev_seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
         json_value = _json_text if self.sqlite else _json_parameter()
         rows = []
@@ -1381,8 +1416,8 @@ class UsageAppender:
                 tuple(json_value(values[n]) if n in _USAGE_JSON else values[n] for n in _USAGE_COLUMNS)
             )
             prev_seq, prev_hash = values["seq"], values["hash"]
-        connection.exec_driver_sql(self.sql["insert"], rows)
-        connection.exec_driver_sql(self.sql["move" if head else "start"], (prev_seq, prev_hash))
+        (executemany or execute)(self.sql["insert"], rows)
+        execute(self.sql["move" if head else "start"], (prev_seq, prev_hash))
 
     def driver_moment(self, value: dt.datetime) -> Any:
         if self.sqlite:  # SQLAlchemy's SQLite DATETIME storage format, in UTC (as DriverValues.moment)
@@ -1454,7 +1489,12 @@ def commit_usage(session: Session, **entry: Any) -> None:
     """
     session.commit()  # end any read transaction: the record must not wait for this session's work
     bind = session.get_bind()
-    appender = usage_appender(bind if isinstance(bind, Engine) else bind.engine)
+    submit_usage(bind if isinstance(bind, Engine) else bind.engine, **entry)
+
+
+def submit_usage(engine: Engine, **entry: Any) -> None:
+    """:func:`commit_usage` for a caller without a Session (the embedded lookup's driver-level reads)."""
+    appender = usage_appender(engine)
     deferred = _DEFERRED.get()
     loop = _running_loop() if deferred is not None else None
     item = appender.submit_on_loop(entry, loop) if loop is not None else appender.submit(entry)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from hub.api.jose import TokenService
 from hub.api.problems import Forbidden, Unauthorized
 from materials_store.crypto import Keyring
+from materials_store.embedded import embedded_reads
 from materials_store.models import Client
 from materials_store.runtime import StoreHandle
 from materials_store.store import PendingUsage, client_status, get_client
@@ -53,11 +54,17 @@ KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 
 
-async def get_claims(request: Request, tokens: TokensDep) -> dict[str, Any]:
+async def get_claims(request: Request) -> dict[str, Any]:
     """The claims of the request's bearer access token, verified (401 for a missing or bad token)."""
+    return bearer_claims(request)
+
+
+def bearer_claims(request: Request) -> dict[str, Any]:
+    """:func:`get_claims`, called directly (no I/O: a token is verified once, then its claims are kept)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a bearer access token is required")
+    tokens: TokenService = request.app.state.tokens
     return tokens.verify(token.strip())
 
 
@@ -87,14 +94,44 @@ def caller_in_session(request: Request, session: Session, claims: dict[str, Any]
     A client's registration never changes but its status may (``clients disable``): the row is kept
     per process, the status is read from the store on every request.
     """
+    return known_caller(
+        request, claims,
+        load=partial(_load_client, session),
+        status=lambda client_id: client_status(session, client_id=client_id),
+    )  # fmt: skip
+
+
+def caller_embedded(request: Request, handle: StoreHandle, claims: dict[str, Any]) -> Caller:
+    """:func:`caller_in_session` on the embedded store, the status read at the driver level."""
+
+    def load(client_id: str) -> Client | None:  # once per client and process
+        with handle.sessions() as session:
+            return _load_client(session, client_id)
+
+    return known_caller(request, claims, load=load, status=embedded_reads(handle.engine).client_status)
+
+
+def _load_client(session: Session, client_id: str) -> Client | None:
+    return get_client(session, client_id=client_id)
+
+
+def known_caller(
+    request: Request,
+    claims: dict[str, Any],
+    *,
+    load: Callable[[str], Client | None],
+    status: Callable[[str], str | None],
+) -> Caller:
+    """The caller of ``claims``: its client row loaded once per process (``load``), its status read on
+    every request (``status``). 401 for an unknown or disabled client, 429 over its rate."""
     client_id = str(claims["sub"])
     known: dict[str, Client] = request.app.state.__dict__.setdefault("clients", {})
     client = known.get(client_id)
     if client is None:
-        client = get_client(session, client_id=client_id)
+        client = load(client_id)
         if client is not None and client.status == "active":
             known[client_id] = client
-    elif client_status(session, client_id=client_id) != "active":
+    elif status(client_id) != "active":
         client = None
     if client is None or client.status != "active":
         raise Unauthorized("the client is unknown or disabled")

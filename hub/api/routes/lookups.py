@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import ClaimsDep, HandleDep, caller_in_session, check_scope, durable
+from hub.api.deps import bearer_claims, caller_embedded, caller_in_session, check_scope, durable
 from hub.api.jose import detached_jws
-from hub.api.services.lookups import LookupRequest, LookupResponse, lookup
-from materials_store.store import PendingUsage, deferred_usage
+from hub.api.services.lookups import LookupRequest, LookupResponse, lookup, plain_lookup
+from materials_store.embedded import embedded_reads
+from materials_store.runtime import StoreHandle
+from materials_store.store import PendingUsage, deferred_usage, submit_usage
 
 router = APIRouter(prefix="/v1", tags=["lookups"])
 
@@ -19,12 +23,14 @@ router = APIRouter(prefix="/v1", tags=["lookups"])
     response_model=LookupResponse,
     responses={200: {"headers": {"X-Signature": {"description": "detached compact JWS over the body"}}}},
 )
-async def post_lookup(
-    lookup_request: LookupRequest, request: Request, handle: HandleDep, claims: ClaimsDep
-) -> Response:
+async def post_lookup(lookup_request: LookupRequest, request: Request) -> Response:
     """What is on file for this ID; with ``service_item`` or ``bundle``, what that application needs and
     whether it can be accepted now (``readiness``). The body is signed: ``X-Signature`` is a detached JWS
     (EdDSA)."""
+    # The store and the caller's claims without FastAPI dependencies: resolving them cost more than the
+    # embedded lookup's reads.
+    handle: StoreHandle = request.app.state.store
+    claims = bearer_claims(request)
     pending: list[PendingUsage] = []
 
     def answer() -> tuple[bytes, str]:
@@ -35,14 +41,26 @@ async def post_lookup(
             result = lookup(
                 session, keyring=handle.keyring, caller=caller.client, request=lookup_request, handle=handle
             )
+        return signed(result)
+
+    def answer_embedded() -> tuple[bytes, str]:
+        # A plain lookup on the embedded store: a few index reads in this process at the driver level,
+        # shorter than the hand-off to a thread and back; its record is appended on this loop too.
+        with deferred_usage(pending):
+            caller = check_scope(caller_embedded(request, handle, claims), "lookup")
+            result = plain_lookup(
+                embedded_reads(handle.engine), keyring=handle.keyring, caller=caller.client,
+                request=lookup_request, record=partial(submit_usage, handle.engine),
+            )  # fmt: skip
+        return signed(result)
+
+    def signed(result: LookupResponse) -> tuple[bytes, str]:
         body = result.model_dump_json().encode("utf-8")
         return body, detached_jws(body, handle.keyring.current_signing_key)
 
     try:
         if handle.embedded and not (lookup_request.service_item or lookup_request.bundle):
-            # A plain lookup on the embedded store is a few index reads in this process, shorter than
-            # the hand-off to a thread and back; its record is appended on this loop too.
-            body, signature = answer()
+            body, signature = answer_embedded()
         else:  # a network round trip to PostgreSQL, or a readiness answer that may pull from a source
             body, signature = await run_in_threadpool(answer)
     finally:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import Protocol
 
 from pydantic import BaseModel, Field
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from contracts.service_items import load_service_catalogue
@@ -24,6 +28,7 @@ from materials_store.store import (
     last_runs,
     latest_materials,
     subject_name,
+    subject_row,
 )
 
 
@@ -66,23 +71,51 @@ class LookupResponse(BaseModel):
     readiness: Readiness | None = None
 
 
+class LookupReads(Protocol):
+    """The reads of a plain lookup: through a Session (:class:`SessionReads`), or at the driver level on the
+    embedded store (:class:`materials_store.embedded.EmbeddedReads`)."""
+
+    engine: Engine
+
+    def subject(self, blind_index: str) -> SubjectRecord | None: ...
+
+    def latest_materials(self, subject_id: int) -> list[MaterialView]: ...
+
+    def last_synced(self) -> dict[str, dt.datetime | None]: ...
+
+
+class SessionReads:
+    """:class:`LookupReads` through a Session (any backend)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        bind = session.get_bind()
+        self.engine = bind if isinstance(bind, Engine) else bind.engine
+
+    def subject(self, blind_index: str) -> SubjectRecord | None:
+        return subject_row(self.session, blind_index=blind_index)
+
+    def latest_materials(self, subject_id: int) -> list[MaterialView]:
+        return latest_materials(self.session, subject_id=subject_id)
+
+    def last_synced(self) -> dict[str, dt.datetime | None]:
+        runs = last_runs(self.session)
+        return {source: run.finished_at for source, run in runs.items() if run.state == "success"}
+
+
 #: How long a worker reuses the sources' last sync times (a lookup says when each source last synced;
 #: syncs run hourly, and reading the runs table on every lookup cost a fifth of the lookup).
 SYNC_TIMES_MAX_AGE = 2.0
 _sync_times: dict[int, tuple[float, dict[str, dt.datetime | None]]] = {}
 
 
-def _last_synced(session: Session) -> dict[str, dt.datetime | None]:
+def _last_synced(reads: LookupReads) -> dict[str, dt.datetime | None]:
     """When each source last synced successfully, as of at most ``SYNC_TIMES_MAX_AGE`` seconds ago."""
-    key = id(session.get_bind())
+    key = id(reads.engine)
     cached = _sync_times.get(key)
     now = time.monotonic()
     if cached is None or now - cached[0] > SYNC_TIMES_MAX_AGE:
-        runs = last_runs(session)
-        cached = _sync_times[key] = (
-            now,
-            {source: run.finished_at for source, run in runs.items() if run.state == "success"},
-        )
+        cached = _sync_times[key] = (now, reads.last_synced())
     return cached[1]
 
 
@@ -93,8 +126,8 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 1)
 
 
-def _listed(session: Session, views: list[MaterialView]) -> list[MaterialOnFile]:
-    synced = _last_synced(session)
+def _listed(reads: LookupReads, views: list[MaterialView]) -> list[MaterialOnFile]:
+    synced = _last_synced(reads)
     return [
         MaterialOnFile(
             id=view.id,
@@ -135,18 +168,41 @@ def lookup(
         DataError: an unknown service item or bundle, or both named.
         NotFound: nothing on file that the caller may see (the same answer whether or not the subject exists).
     """
-    identifier = parse_identifier(request.id)
     if request.service_item or request.bundle:
         if handle is None:
             raise TypeError("a readiness lookup needs the store handle (for freshness pulls)")
+        identifier = parse_identifier(request.id)
         return readiness_lookup(session, handle=handle, caller=caller, request=request, identifier=identifier)
-    subject = find_subject_row(session, keyring=keyring, identifier=identifier)
-    views = latest_materials(session, subject_id=subject.id) if subject else []
+    return plain_lookup(
+        SessionReads(session), keyring=keyring, caller=caller, request=request,
+        record=partial(commit_usage, session),
+    )  # fmt: skip
+
+
+def plain_lookup(
+    reads: LookupReads,
+    *,
+    keyring: Keyring,
+    caller: Client,
+    request: LookupRequest,
+    record: Callable[..., None],
+) -> LookupResponse:
+    """The lookup without a service item or bundle: every valid material's metadata, no payloads. Its
+    usage record goes to ``record`` (:func:`~materials_store.store.commit_usage` or
+    :func:`~materials_store.store.submit_usage`) before the answer is built.
+
+    Raises:
+        InvalidIdentifier: the ID is invalid (422, with the reason).
+        NotFound: nothing on file (the same answer whether or not the subject exists).
+    """
+    identifier = parse_identifier(request.id)
     index = keyring.blind_index(identifier.value)
+    subject = reads.subject(index)
+    views = reads.latest_materials(subject.id) if subject else []
     outcome = "found" if views else "nothing_on_file"
-    commit_usage(
-        session, client_id=caller.id, client_kind=caller.kind, window=caller.org, action="lookup",
-        outcome=outcome, case_ref=request.case_ref, purpose=request.purpose, subject_index=index,
+    record(
+        client_id=caller.id, client_kind=caller.kind, window=caller.org, action="lookup", outcome=outcome,
+        case_ref=request.case_ref, purpose=request.purpose, subject_index=index,
         material_ids=[view.id for view in views],
     )  # fmt: skip
     if not views or subject is None:
@@ -154,7 +210,7 @@ def lookup(
     return LookupResponse(
         subject=_subject_view(keyring, identifier, subject),
         case_ref=request.case_ref,
-        materials=_listed(session, views),
+        materials=_listed(reads, views),
     )
 
 
@@ -197,6 +253,6 @@ def readiness_lookup(
     return LookupResponse(
         subject=_subject_view(keyring, identifier, subject),
         case_ref=request.case_ref,
-        materials=_listed(session, case.materials),
+        materials=_listed(SessionReads(session), case.materials),
         readiness=case.readiness,
     )

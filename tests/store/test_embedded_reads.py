@@ -1,0 +1,138 @@
+"""The embedded lookup's driver-level reads give the same answers as the Session functions they mirror."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from materials_store.embedded import EmbeddedReads, embedded_reads
+from materials_store.store import (
+    MaterialInput,
+    add_client,
+    client_status,
+    disable_client,
+    find_subject_row,
+    finish_run,
+    last_runs,
+    latest_materials,
+    revoke,
+    start_run,
+    subject_name,
+    upsert_materials,
+)
+from tests.store.conftest import Store, person
+
+pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+
+
+def _material(serial: int, type_code: str, record: str, issued: dt.date, **payload: str) -> MaterialInput:
+    return MaterialInput(
+        type_code=type_code, subject=person(serial), source_record_id=record, issued_at=issued,
+        valid_until=dt.date(2099, 1, 1) if type_code.startswith("tax") else None,
+        payload=payload or {"name": f"测试{serial}"}, issuer=type_code.split(".")[0], subject_name=f"测试{serial}",
+    )  # fmt: skip
+
+
+def test_subject_and_materials_match_the_session_reads(store: Store) -> None:
+    items = [
+        _material(1, "police.hukou", "HK1", dt.date(2026, 1, 5)),
+        _material(1, "tax.payment_certificate", "WS2", dt.date(2026, 3, 1)),
+        _material(1, "tax.payment_certificate", "WS1", dt.date(2026, 2, 1)),
+        _material(1, "tax.payment_certificate", "WS3", dt.date(2026, 4, 1)),
+        _material(2, "police.hukou", "HK2", dt.date(2026, 1, 5)),
+    ]
+    reads = EmbeddedReads(store.engine)
+    with store.session() as session:
+        ids = upsert_materials(session, keyring=store.keyring, items=items, source="mixed").ids
+        session.commit()
+        revoke(session, material_id=ids[3], reason="issued in error", actor="tax")
+        session.commit()
+        upsert_materials(  # a new version supersedes HK1
+            session, keyring=store.keyring, source="mixed",
+            items=[_material(1, "police.hukou", "HK1", dt.date(2026, 1, 5), name="测试1", address="新地址")],
+        )  # fmt: skip
+        session.commit()
+        expected_subject = find_subject_row(session, keyring=store.keyring, identifier=person(1))
+        assert expected_subject is not None
+        expected = latest_materials(session, subject_id=expected_subject.id)
+
+    subject = reads.subject(store.keyring.blind_index(person(1).value))
+    assert subject is not None
+    assert tuple(subject) == tuple(expected_subject)
+    assert subject_name(store.keyring, subject) == "测试1"
+    listed = reads.latest_materials(subject.id)
+    assert listed == expected
+    assert [(m.type_code, m.source_record_id, m.version) for m in listed] == [
+        ("police.hukou", "HK1", 2),
+        ("tax.payment_certificate", "WS2", 1),
+        ("tax.payment_certificate", "WS1", 1),
+    ]
+    assert listed[0].created_at.tzinfo is not None
+    assert reads.subject(store.keyring.blind_index(person(3).value)) is None
+
+
+def test_client_status_and_last_syncs_match_the_session_reads(store: Store) -> None:
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    reads = EmbeddedReads(store.engine)
+    with store.session() as session:
+        client = add_client(session, kind="window", name="窗口", public_key_pem=pem.decode())
+        session.commit()
+        assert reads.client_status(client.id) == "active"
+        disable_client(session, client_id=client.id)
+        session.commit()
+        assert reads.client_status(client.id) == client_status(session, client_id=client.id) == "disabled"
+        assert reads.client_status("nobody") is None
+
+        assert reads.last_synced() == {}
+        for source, state in [
+            ("police", "success"),
+            ("tax", "success"),
+            ("tax", "failed"),
+            ("hrss", "failed"),
+        ]:
+            run = start_run(session, source=source)
+            finish_run(session, run_id=run.id, state=state)
+        expected = {s: r.finished_at for s, r in last_runs(session).items() if r.state == "success"}
+    assert expected.keys() == {"police"}  # tax's newest run failed; hrss never succeeded
+    assert reads.last_synced() == expected
+
+
+def test_a_kept_connection_sees_each_new_commit_and_never_writes(store: Store) -> None:
+    reads = EmbeddedReads(store.engine)
+    index = store.keyring.blind_index(person(5).value)
+    assert reads.subject(index) is None  # the connection is open from here on
+    with store.session() as session:
+        upsert_materials(
+            session, keyring=store.keyring, items=[_material(5, "police.hukou", "HK5", dt.date(2026, 1, 5))],
+            source="police",
+        )  # fmt: skip
+        session.commit()
+    subject = reads.subject(index)
+    assert subject is not None
+    assert len(reads.latest_materials(subject.id)) == 1
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reads._connection().execute("DELETE FROM materials")
+
+
+def test_each_thread_reads_on_a_connection_of_its_own(store: Store) -> None:
+    reads = embedded_reads(store.engine)
+    assert embedded_reads(store.engine) is reads
+    seen: list[sqlite3.Connection] = []
+    thread = threading.Thread(target=lambda: seen.append(reads._connection()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not reads._connection()
+    assert reads._connection() is reads._connection()
+
+
+def test_a_server_database_is_refused(store: Store) -> None:
+    from sqlalchemy import create_engine
+
+    with pytest.raises(TypeError, match="embedded"):
+        EmbeddedReads(create_engine("postgresql+psycopg://nobody@127.0.0.1/none"))
