@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 import connectors.pipeline as pipeline
 from connectors.pipeline import run_sync
@@ -121,6 +124,50 @@ def test_a_crash_between_the_write_chunks_of_a_batch_loses_and_doubles_nothing(
     bad, good = _expected(sandbox, source)
     loaded, quarantined, versions = _counts(store, source)
     assert (len(loaded), versions, quarantined) == (good, good, bad)
+
+
+def test_once_a_window_has_waited_a_sync_writes_in_small_chunks(
+    sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub worker waiting for the store (its flock on the ``-append.wait`` file, held here from another
+    open file) makes the load commit, let it in, and go on in short write transactions."""
+    batches: list[list[int]] = []  # the chunk sizes of each batch's load
+    real_upsert, real_load = pipeline.upsert_materials, pipeline.load_batch
+
+    def upsert(session: object, **kwargs: Any) -> Any:
+        batches[-1].append(len(kwargs["items"]))
+        return real_upsert(session, **kwargs)  # type: ignore[arg-type]
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        batches.append([])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "upsert_materials", upsert)
+    monkeypatch.setattr(pipeline, "load_batch", load)
+    monkeypatch.setattr(pipeline, "LOAD_CHUNK_ROWS", 20)
+    monkeypatch.setattr(pipeline, "LOAD_SHARED_CHUNK_ROWS", 5)
+    monkeypatch.setattr(pipeline, "LOAD_CHUNK_PAUSE", 0)
+    commits = {"n": 0}
+    event.listen(store.engine, "commit", lambda _connection: commits.__setitem__("n", commits["n"] + 1))
+    unhurried = run_sync("police_id_card", handle=store, batch_rows=40)
+    assert all(set(sizes[:-1]) <= {20} for sizes in batches)  # nobody waiting: full chunks
+    unhurried_commits, batches[:] = commits["n"], []
+
+    waiter = os.open(f"{store.engine.url.database}-append.wait", os.O_RDWR)
+    try:
+        fcntl.flock(waiter, fcntl.LOCK_SH)  # what a waiting hub worker holds
+        control.advance(sandbox, updates=60, new=0)
+        hurried = run_sync("police_id_card", handle=store, batch_rows=40)
+    finally:
+        os.close(waiter)
+    assert hurried.state == unhurried.state == "success"
+    long_batches = [sizes for sizes in batches if sum(sizes) > 25]
+    assert long_batches
+    for sizes in long_batches:  # one full chunk, then short ones, each committed
+        assert sizes[0] == 20 and set(sizes[1:-1]) == {5} and sizes[-1] <= 5
+    assert commits["n"] - unhurried_commits > sum(len(sizes) for sizes in batches)
+    assert hurried.new_versions > 0
+    assert hurried.loaded + hurried.unchanged + hurried.quarantined == hurried.extracted
 
 
 def _take_down(home: Path, source: str) -> None:
