@@ -96,7 +96,7 @@ def caller_in_session(request: Request, session: Session, claims: dict[str, Any]
     """
     return known_caller(
         request, claims,
-        load=partial(_load_client, session),
+        load=lambda client_id: get_client(session, client_id=client_id),
         status=lambda client_id: client_status(session, client_id=client_id),
     )  # fmt: skip
 
@@ -106,13 +106,9 @@ def caller_embedded(request: Request, handle: StoreHandle, claims: dict[str, Any
 
     def load(client_id: str) -> Client | None:  # once per client and process
         with handle.sessions() as session:
-            return _load_client(session, client_id)
+            return get_client(session, client_id=client_id)
 
     return known_caller(request, claims, load=load, status=embedded_reads(handle.engine).client_status)
-
-
-def _load_client(session: Session, client_id: str) -> Client | None:
-    return get_client(session, client_id=client_id)
 
 
 def known_caller(
