@@ -16,6 +16,19 @@ import psutil
 from tests.api.conftest import _free_port
 
 
+def _spawned_workers(server: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The server's worker processes. A short-lived child that has already exited (a zombie until it is
+    reaped) or gone has no command line to read, and is no worker."""
+    workers = []
+    for child in psutil.Process(server.pid).children():
+        try:
+            if "spawn" in " ".join(child.cmdline()):
+                workers.append(child)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return workers
+
+
 def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "ONECERT_HOME": str(tmp_path), "ONECERT_DEV": "1",
@@ -28,7 +41,7 @@ def test_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
         deadline = time.monotonic() + 90
         workers: list[psutil.Process] = []
         while time.monotonic() < deadline:
-            workers = [p for p in psutil.Process(server.pid).children() if "spawn" in " ".join(p.cmdline())]
+            workers = _spawned_workers(server)
             listening = {c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
                          and c.status == psutil.CONN_LISTEN}  # fmt: skip
             if len(workers) == 2 and listening >= {w.pid for w in workers}:
