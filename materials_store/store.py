@@ -1330,17 +1330,7 @@ class UsageAppender:
 
     def _flush_loop(self) -> None:
         batch, self.loop_queue = self.loop_queue, []
-        try:
-            written = self._write([item.entry for item in batch], wait=False)
-        except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
-            for item in batch:
-                item._finish(failure)
-            return
-        if not written:
-            self._hand_over(batch)
-            return
-        for item in batch:
-            item._finish(None)
+        self._commit(batch, wait=False)
 
     def _run(self) -> None:
         while True:
@@ -1348,13 +1338,20 @@ class UsageAppender:
                 while not self.queue:
                     self.wake.wait()
                 batch, self.queue = self.queue, []
-            error: BaseException | None = None
-            try:
-                self._write([item.entry for item in batch])
-            except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
-                error = failure
-            for item in batch:
-                item._finish(error)
+            self._commit(batch)
+
+    def _commit(self, batch: list[PendingUsage], *, wait: bool = True) -> None:
+        """Append ``batch`` in one transaction and tell each waiter how it went; with ``wait=False`` and
+        the store held by another writer, hand the batch to the writer thread instead."""
+        error: BaseException | None = None
+        try:
+            if not self._write([item.entry for item in batch], wait=wait):
+                self._hand_over(batch)
+                return
+        except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
+            error = failure
+        for item in batch:
+            item._finish(error)
 
     def _write(self, entries: list[dict[str, Any]], *, wait: bool = True) -> bool:
         """Append ``entries`` in one transaction. Returns False, having written nothing, when ``wait`` is
@@ -1367,13 +1364,9 @@ class UsageAppender:
                             return False
                         self._write_sqlite(entries)
                 else:
-                    with self.engine.connect() as connection:
-                        try:
-                            self._append(connection.exec_driver_sql, entries)
-                            connection.commit()
-                        except BaseException:
-                            connection.rollback()
-                            raise
+                    with self.engine.connect() as connection:  # rolled back on the way out unless committed
+                        self._append(connection.exec_driver_sql, connection.exec_driver_sql, entries)
+                        connection.commit()
                 return True
             except (IntegrityError, sqlite3.IntegrityError):
                 time.sleep(0.002 * (attempt + 1))
@@ -1387,22 +1380,19 @@ class UsageAppender:
         connection = self.connection
         try:
             connection.execute("BEGIN IMMEDIATE")
-            self._append(connection.execute, entries, connection.executemany)
+            self._append(connection.execute, connection.executemany, entries)
             connection.commit()
         except BaseException:
             connection.rollback()
             raise
 
     def _append(
-        self,
-        execute: Callable[..., Any],
-        entries: list[dict[str, Any]],
-        executemany: Callable[..., Any] | None = None,
+        self, execute: Callable[..., Any], executemany: Callable[..., Any], entries: list[dict[str, Any]]
     ) -> None:
         """The batch at the driver level (a busy hub appends hundreds of batches a second): the same rows
         :func:`record_usage` writes, JSON columns as SQLAlchemy's JSON type would serialise them.
-        ``execute`` is a driver-level execute (SQLAlchemy's ``exec_driver_sql`` takes a list of rows as
-        executemany; sqlite3 needs ``executemany``)."""
+        ``execute`` and ``executemany`` run driver-level SQL (SQLAlchemy's ``exec_driver_sql`` does both:
+        it takes a list of rows as executemany)."""
         if not self.sqlite:
             execute("SELECT pg_advisory_xact_lock(4242001)")
         head = execute(self.sql["head"]).fetchone()
@@ -1416,7 +1406,7 @@ class UsageAppender:
                 tuple(json_value(values[n]) if n in _USAGE_JSON else values[n] for n in _USAGE_COLUMNS)
             )
             prev_seq, prev_hash = values["seq"], values["hash"]
-        (executemany or execute)(self.sql["insert"], rows)
+        executemany(self.sql["insert"], rows)
         execute(self.sql["move" if head else "start"], (prev_seq, prev_hash))
 
     def driver_moment(self, value: dt.datetime) -> Any:
@@ -1488,8 +1478,13 @@ def commit_usage(session: Session, **entry: Any) -> None:
         Conflict: the chain stayed too busy to append to.
     """
     session.commit()  # end any read transaction: the record must not wait for this session's work
+    submit_usage(session_engine(session), **entry)
+
+
+def session_engine(session: Session) -> Engine:
+    """The engine behind ``session``."""
     bind = session.get_bind()
-    submit_usage(bind if isinstance(bind, Engine) else bind.engine, **entry)
+    return bind if isinstance(bind, Engine) else bind.engine
 
 
 def submit_usage(engine: Engine, **entry: Any) -> None:

@@ -27,6 +27,7 @@ from materials_store.store import (
     find_subject_row,
     last_runs,
     latest_materials,
+    session_engine,
     subject_name,
     subject_row,
 )
@@ -89,8 +90,7 @@ class SessionReads:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        bind = session.get_bind()
-        self.engine = bind if isinstance(bind, Engine) else bind.engine
+        self.engine = session_engine(session)
 
     def subject(self, blind_index: str) -> SubjectRecord | None:
         return subject_row(self.session, blind_index=blind_index)
