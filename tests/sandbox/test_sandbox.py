@@ -65,7 +65,9 @@ def test_the_same_people_appear_alike_everywhere(generated: tuple[Path, dict]) -
 def test_families_link_births_to_parents_known_to_police(generated: tuple[Path, dict]) -> None:
     home, _ = generated
     # A parent's own police row may carry a seeded bad-check defect; the other police dataset has them.
-    ids = {r["subject_id"] for dataset in ("persons", "households") for r in _rest_rows(home, "police", dataset)}
+    ids = {
+        r["subject_id"] for dataset in ("persons", "households") for r in _rest_rows(home, "police", dataset)
+    }
     births = _rest_rows(home, "health", "births")
     assert births
     for birth in births:
@@ -149,3 +151,34 @@ def test_servers_start_page_filter_and_stop(tmp_path: Path) -> None:
         control.down(tmp_path)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{police['url']}/healthz", timeout=2)
+
+
+def test_cursor_pages_cover_every_row_once_and_seek_to_their_position(generated: tuple[Path, dict]) -> None:
+    """A page after a cursor starts at the cursor in the index: a page deep in a million-row export costs
+    what the first one does."""
+    from connectors.sandbox.server import Store
+
+    home, _ = generated
+    store = Store(sandbox_dir(home) / "police.db")
+    connection = store.connection()
+    calls: list[tuple[str, list]] = []
+
+    class Recording:
+        def execute(self, sql: str, parameters: list) -> sqlite3.Cursor:
+            calls.append((sql, list(parameters)))
+            return connection.execute(sql, parameters)
+
+    store.local.connection = Recording()
+    seen: list[int] = []
+    after = None
+    while True:
+        rows, more = store.page_after("persons", None, after, 37)
+        seen.extend(row[0] for row in rows)
+        if not more:
+            break
+        after = (rows[-1][1], rows[-1][0])
+    ordered = "SELECT row_seq FROM records WHERE dataset = 'persons' ORDER BY updated_at, row_seq"
+    assert seen == [seq for (seq,) in connection.execute(ordered)]
+    sql, parameters = next(call for call in reversed(calls) if "LIMIT" in call[0] and len(call[1]) > 2)
+    plan = " ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", parameters))
+    assert "updated_at>?" in plan, plan
