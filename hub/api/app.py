@@ -29,6 +29,7 @@ from hub.api.routes import (
     sources,
     usage,
 )
+from materials_store.driver_reads import driver_reads
 from materials_store.identity import load_division_codes
 from materials_store.runtime import open_store
 from materials_store.settings import Settings, get_settings
@@ -70,6 +71,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc.freeze()
     yield
     gc.unfreeze()
+    driver_reads(app.state.store.engine).close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

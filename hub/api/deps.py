@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from hub.api.jose import TokenService
 from hub.api.problems import Forbidden, Unauthorized
 from materials_store.crypto import Keyring
-from materials_store.embedded import embedded_reads
+from materials_store.driver_reads import driver_reads
 from materials_store.models import Client
 from materials_store.runtime import StoreHandle
 from materials_store.store import PendingUsage, client_status, get_client
@@ -101,14 +101,14 @@ def caller_in_session(request: Request, session: Session, claims: dict[str, Any]
     )  # fmt: skip
 
 
-def caller_embedded(request: Request, handle: StoreHandle, claims: dict[str, Any]) -> Caller:
-    """:func:`caller_in_session` on the embedded store, the status read at the driver level."""
+def caller_at_driver(request: Request, handle: StoreHandle, claims: dict[str, Any]) -> Caller:
+    """:func:`caller_in_session` without a Session: the status read at the driver level."""
 
     def load(client_id: str) -> Client | None:  # once per client and process
         with handle.sessions() as session:
             return get_client(session, client_id=client_id)
 
-    return known_caller(request, claims, load=load, status=embedded_reads(handle.engine).client_status)
+    return known_caller(request, claims, load=load, status=driver_reads(handle.engine).client_status)
 
 
 def known_caller(

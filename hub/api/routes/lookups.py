@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import bearer_claims, caller_embedded, caller_in_session, check_scope, durable
+from hub.api.deps import bearer_claims, caller_at_driver, caller_in_session, check_scope, durable
 from hub.api.jose import detached_jws
 from hub.api.services.lookups import LookupRequest, LookupResponse, lookup, plain_lookup
-from materials_store.embedded import embedded_reads
+from materials_store.driver_reads import driver_reads
 from materials_store.runtime import StoreHandle
 from materials_store.store import PendingUsage, deferred_usage, submit_usage
 
@@ -28,14 +28,15 @@ async def post_lookup(lookup_request: LookupRequest, request: Request) -> Respon
     whether it can be accepted now (``readiness``). The body is signed: ``X-Signature`` is a detached JWS
     (EdDSA)."""
     # The store and the caller's claims without FastAPI dependencies: resolving them cost more than the
-    # embedded lookup's reads.
+    # plain lookup's reads.
     handle: StoreHandle = request.app.state.store
     claims = bearer_claims(request)
     pending: list[PendingUsage] = []
 
     def answer() -> tuple[bytes, str]:
-        # All the store work in one piece: the client check, the lookup, its record. The record's group
-        # commit is awaited below, without holding a thread.
+        # A readiness lookup, all the store work in one piece: the client check, the lookup (which may
+        # pull from a source), its record. The record's group commit is awaited below, without holding
+        # a thread.
         with deferred_usage(pending), handle.sessions() as session:
             caller = check_scope(caller_in_session(request, session, claims), "lookup")
             result = lookup(
@@ -43,13 +44,12 @@ async def post_lookup(lookup_request: LookupRequest, request: Request) -> Respon
             )
         return signed(result)
 
-    def answer_embedded() -> tuple[bytes, str]:
-        # A plain lookup on the embedded store: a few index reads in this process at the driver level,
-        # shorter than the hand-off to a thread and back; its record is appended on this loop too.
+    def answer_plain() -> tuple[bytes, str]:
+        # A plain lookup: a few index reads at the driver level, no Session.
         with deferred_usage(pending):
-            caller = check_scope(caller_embedded(request, handle, claims), "lookup")
+            caller = check_scope(caller_at_driver(request, handle, claims), "lookup")
             result = plain_lookup(
-                embedded_reads(handle.engine), keyring=handle.keyring, caller=caller.client,
+                driver_reads(handle.engine), keyring=handle.keyring, caller=caller.client,
                 request=lookup_request, record=partial(submit_usage, handle.engine),
             )  # fmt: skip
         return signed(result)
@@ -59,10 +59,12 @@ async def post_lookup(lookup_request: LookupRequest, request: Request) -> Respon
         return body, detached_jws(body, handle.keyring.current_signing_key)
 
     try:
-        if handle.embedded and not (lookup_request.service_item or lookup_request.bundle):
-            body, signature = answer_embedded()
-        else:  # a network round trip to PostgreSQL, or a readiness answer that may pull from a source
+        if lookup_request.service_item or lookup_request.bundle:
             body, signature = await run_in_threadpool(answer)
+        elif handle.embedded:  # reads in this process, shorter than the hand-off to a thread and back
+            body, signature = answer_plain()
+        else:  # network round trips to PostgreSQL: off the event loop
+            body, signature = await run_in_threadpool(answer_plain)
     finally:
         await durable(pending)  # the answer (or refusal) goes out only once its usage record is stored
     return Response(body, media_type="application/json", headers={"X-Signature": signature})

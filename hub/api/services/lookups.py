@@ -73,8 +73,8 @@ class LookupResponse(BaseModel):
 
 
 class LookupReads(Protocol):
-    """The reads of a plain lookup: through a Session (:class:`SessionReads`), or at the driver level on the
-    embedded store (:class:`materials_store.embedded.EmbeddedReads`)."""
+    """The reads of a plain lookup: through a Session (:class:`SessionReads`), or at the driver level
+    (:class:`materials_store.driver_reads.DriverReads`)."""
 
     engine: Engine
 

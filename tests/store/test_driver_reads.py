@@ -1,16 +1,18 @@
-"""The embedded lookup's driver-level reads give the same answers as the Session functions they mirror."""
+"""The plain lookup's driver-level reads give the same answers as the Session functions they mirror, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
 import threading
+from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from materials_store.embedded import EmbeddedReads, embedded_reads
+from materials_store.driver_reads import DriverReads, driver_reads
 from materials_store.store import (
     MaterialInput,
     add_client,
@@ -27,8 +29,6 @@ from materials_store.store import (
 )
 from tests.store.conftest import Store, person
 
-pytestmark = pytest.mark.parametrize("store", ["sqlite"], indirect=True)
-
 
 def _material(serial: int, type_code: str, record: str, issued: dt.date, **payload: str) -> MaterialInput:
     return MaterialInput(
@@ -38,7 +38,14 @@ def _material(serial: int, type_code: str, record: str, issued: dt.date, **paylo
     )  # fmt: skip
 
 
-def test_subject_and_materials_match_the_session_reads(store: Store) -> None:
+@pytest.fixture
+def reads(store: Store) -> Iterator[DriverReads]:
+    reads = DriverReads(store.engine)
+    yield reads
+    reads.close()
+
+
+def test_subject_and_materials_match_the_session_reads(store: Store, reads: DriverReads) -> None:
     items = [
         _material(1, "police.hukou", "HK1", dt.date(2026, 1, 5)),
         _material(1, "tax.payment_certificate", "WS2", dt.date(2026, 3, 1)),
@@ -46,7 +53,6 @@ def test_subject_and_materials_match_the_session_reads(store: Store) -> None:
         _material(1, "tax.payment_certificate", "WS3", dt.date(2026, 4, 1)),
         _material(2, "police.hukou", "HK2", dt.date(2026, 1, 5)),
     ]
-    reads = EmbeddedReads(store.engine)
     with store.session() as session:
         ids = upsert_materials(session, keyring=store.keyring, items=items, source="mixed").ids
         session.commit()
@@ -76,10 +82,9 @@ def test_subject_and_materials_match_the_session_reads(store: Store) -> None:
     assert reads.subject(store.keyring.blind_index(person(3).value)) is None
 
 
-def test_client_status_and_last_syncs_match_the_session_reads(store: Store) -> None:
+def test_client_status_and_last_syncs_match_the_session_reads(store: Store, reads: DriverReads) -> None:
     public = ed25519.Ed25519PrivateKey.generate().public_key()
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    reads = EmbeddedReads(store.engine)
     with store.session() as session:
         client = add_client(session, kind="window", name="窗口", public_key_pem=pem.decode())
         session.commit()
@@ -103,10 +108,10 @@ def test_client_status_and_last_syncs_match_the_session_reads(store: Store) -> N
     assert reads.last_synced() == expected
 
 
-def test_a_kept_connection_sees_each_new_commit_and_never_writes(store: Store) -> None:
-    reads = EmbeddedReads(store.engine)
+def test_a_kept_connection_sees_each_new_commit_and_never_writes(store: Store, reads: DriverReads) -> None:
     index = store.keyring.blind_index(person(5).value)
-    assert reads.subject(index) is None  # the connection is open from here on
+    assert reads.subject(index) is None  # the connection is open, and kept, from here on
+    (kept,) = reads._idle
     with store.session() as session:
         upsert_materials(
             session, keyring=store.keyring, items=[_material(5, "police.hukou", "HK5", dt.date(2026, 1, 5))],
@@ -116,23 +121,47 @@ def test_a_kept_connection_sees_each_new_commit_and_never_writes(store: Store) -
     subject = reads.subject(index)
     assert subject is not None
     assert len(reads.latest_materials(subject.id)) == 1
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        reads._connection().execute("DELETE FROM materials")
+    assert reads._idle == [kept]
+    with pytest.raises(Exception, match="(?i)read.?only"):
+        kept.execute("DELETE FROM materials")
 
 
-def test_each_thread_reads_on_a_connection_of_its_own(store: Store) -> None:
-    reads = embedded_reads(store.engine)
-    assert embedded_reads(store.engine) is reads
-    seen: list[sqlite3.Connection] = []
-    thread = threading.Thread(target=lambda: seen.append(reads._connection()))
-    thread.start()
-    thread.join()
-    assert seen[0] is not reads._connection()
-    assert reads._connection() is reads._connection()
+def test_a_connection_whose_read_failed_is_closed_not_kept(store: Store) -> None:
+    reads = driver_reads(store.engine)
+    assert driver_reads(store.engine) is reads
+    assert reads.client_status("nobody") is None
+    (kept,) = reads._idle
+    reads.sql["client"] = reads.sql["client"].replace("clients", "no_such_table")
+    with pytest.raises(Exception, match="no_such_table"):
+        reads.client_status("nobody")
+    assert reads._idle == []
+    reads.sql["client"] = reads.sql["client"].replace("no_such_table", "clients")
+    assert reads.client_status("nobody") is None  # a new connection
+    assert reads._idle != [kept]
+    reads.close()
+    assert kept.closed if hasattr(kept, "closed") else _closed_sqlite(kept)
 
 
-def test_a_server_database_is_refused(store: Store) -> None:
-    from sqlalchemy import create_engine
+def _closed_sqlite(connection: sqlite3.Connection) -> bool:
+    try:
+        connection.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
 
-    with pytest.raises(TypeError, match="embedded"):
-        EmbeddedReads(create_engine("postgresql+psycopg://nobody@127.0.0.1/none"))
+
+def test_threads_reading_at_once_each_borrow_a_connection(store: Store, reads: DriverReads) -> None:
+    start = threading.Barrier(3)
+    original = reads._open
+
+    def slow_open() -> object:
+        start.wait(timeout=10)  # all three are opening at once: none could borrow another's
+        return original()
+
+    reads._open = slow_open  # type: ignore[method-assign]
+    threads = [threading.Thread(target=reads.client_status, args=("nobody",)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(connection) for connection in reads._idle}) == 3

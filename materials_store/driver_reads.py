@@ -1,0 +1,162 @@
+"""The plain lookup's reads at the driver level, on SQLite and on PostgreSQL.
+
+A plain lookup is three indexed reads: the client's status, the subject by blind index, and its valid
+materials. Through a Session each read costs a pool checkout, a compiled-statement lookup and result
+processing, several times the read itself; on PostgreSQL the Session's transaction adds a BEGIN and the
+pool's reset a ROLLBACK, two more round trips. Here each thread keeps one connection of its own (the
+engine's, with its settings, taken out of the pool for good), in autocommit and read-only, and runs fixed
+SQL on it.
+
+The SQL mirrors :func:`materials_store.store.client_status`, :func:`~materials_store.store.find_subject_row`,
+:func:`~materials_store.store.latest_materials` and :func:`~materials_store.store.last_runs`; a test runs
+both over the same store, on each backend, and compares the answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any, NamedTuple
+
+from sqlalchemy import Engine
+
+from materials_store.db import own_connection
+from materials_store.store import MaterialView
+
+_CLIENT_STATUS = "SELECT status FROM clients WHERE id = ?"
+_SUBJECT = (
+    "SELECT id, blind_index, key_id, id_ciphertext, name_ciphertext FROM subjects WHERE blind_index = ?"
+)
+_MATERIALS = (
+    f"SELECT {', '.join(MaterialView.__slots__)} FROM materials"  # noqa: S608 - fixed column names
+    " WHERE status = 'valid' AND subject_id = ? ORDER BY type_code, issued_at DESC, id"
+)
+_LAST_RUNS = (
+    "SELECT r.source, r.state, r.finished_at FROM sync_runs AS r"
+    " JOIN (SELECT source, max(started_at) AS started_at FROM sync_runs GROUP BY source) AS newest"
+    " ON r.source = newest.source AND r.started_at = newest.started_at"
+)
+
+
+class SubjectRow(NamedTuple):
+    """A subject's identity columns (a :class:`~materials_store.store.SubjectRecord`)."""
+
+    id: int
+    blind_index: str
+    key_id: str
+    id_ciphertext: bytes
+    name_ciphertext: bytes | None
+
+
+def _text_utc(text: str) -> dt.datetime:
+    """A time stored by SQLAlchemy on SQLite (UTC, as text without a zone) as an aware datetime."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def _aware_utc(moment: dt.datetime) -> dt.datetime:
+    """A ``timestamptz`` read by psycopg (in the session's zone) in UTC, as the Session functions give it."""
+    return moment.astimezone(dt.UTC)
+
+
+def _text_day(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def _same_day(day: dt.date) -> dt.date:
+    return day
+
+
+class DriverReads:
+    """Driver-level reads of the store on read-only autocommit connections of its own.
+
+    Each read borrows an idle connection (or opens one) and gives it back, so there are never more than
+    the threads reading at once; a connection whose read failed is closed, not given back (a restarted
+    PostgreSQL costs one failed read, not a broken connection kept for good). Each SELECT is a
+    transaction of its own: it sees the newest committed data and holds no snapshot between calls, so a
+    connection kept for the life of the process never pins SQLite's WAL or holds back PostgreSQL's vacuum.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
+        if not self.sqlite and engine.dialect.driver != "psycopg":
+            raise TypeError("driver-level reads need SQLite or PostgreSQL through psycopg")
+        mark = "?" if self.sqlite else "%s"
+        self.sql = {
+            name: sql.replace("?", mark)
+            for name, sql in [
+                ("client", _CLIENT_STATUS), ("subject", _SUBJECT), ("materials", _MATERIALS),
+                ("runs", _LAST_RUNS),
+            ]
+        }  # fmt: skip
+        self._moment = _text_utc if self.sqlite else _aware_utc
+        self._day = _text_day if self.sqlite else _same_day
+        self._idle: list[Any] = []  # list.append and list.pop are atomic: no lock needed
+
+    def _open(self) -> Any:
+        if self.sqlite:
+            connection = own_connection(self.engine)
+            connection.execute("PRAGMA query_only = 1")
+            return connection
+        pooled = self.engine.raw_connection()
+        server: Any = pooled.driver_connection
+        pooled.detach()
+        server.rollback()  # whatever the dialect's first-connect checks left open
+        server.autocommit = True
+        server.execute("SET default_transaction_read_only = on")
+        return server
+
+    def close(self) -> None:
+        """Close the idle connections (a worker shutting down)."""
+        while self._idle:
+            self._idle.pop().close()
+
+    def _rows(self, name: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = self._open()
+        try:
+            rows: list[tuple[Any, ...]] = connection.execute(self.sql[name], parameters).fetchall()
+        except BaseException:
+            connection.close()
+            raise
+        self._idle.append(connection)
+        return rows
+
+    def client_status(self, client_id: str) -> str | None:
+        rows = self._rows("client", (client_id,))
+        return str(rows[0][0]) if rows else None
+
+    def subject(self, blind_index: str) -> SubjectRow | None:
+        rows = self._rows("subject", (blind_index,))
+        return SubjectRow(*rows[0]) if rows else None
+
+    def latest_materials(self, subject_id: int) -> list[MaterialView]:
+        """The subject's valid materials, as :func:`~materials_store.store.latest_materials` lists them."""
+        day, moment = self._day, self._moment
+        views = []
+        for row in self._rows("materials", (subject_id,)):
+            id_, subject, type_code, issuer, source, record, version, issued, until, status, sha, created = (
+                row
+            )
+            views.append(MaterialView(
+                id_, subject, type_code, issuer, source, record, version, day(issued), until and day(until),
+                status, sha, moment(created),
+            ))  # fmt: skip
+        return views
+
+    def last_synced(self) -> dict[str, dt.datetime | None]:
+        """When each source whose newest run succeeded finished it."""
+        moment = self._moment
+        return {
+            source: finished and moment(finished)
+            for source, state, finished in self._rows("runs")
+            if state == "success"
+        }
+
+
+@functools.cache
+def driver_reads(engine: Engine) -> DriverReads:
+    """The process's :class:`DriverReads` for ``engine``."""
+    return DriverReads(engine)
