@@ -63,7 +63,9 @@ def build_store(settings: Settings, subjects: int, console: Console) -> None:
     handle = open_store(settings)
     if settings.database_url is not None:  # the data lives in that database, not beside the marker
         with handle.sessions() as session:
-            if session.scalar(select(func.count()).select_from(MATERIALS)) == subjects * PER_SUBJECT:
+            # Valid ones only: versions an older generator left behind are superseded, not counted.
+            valid = select(func.count()).select_from(MATERIALS).where(MATERIALS.c.status == "valid")
+            if session.scalar(valid) == subjects * PER_SUBJECT:
                 return
     with handle.sessions() as session:
         sync_material_types(session, specs=load_catalogue())
