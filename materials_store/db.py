@@ -60,6 +60,19 @@ def own_connection(engine: Engine) -> sqlite3.Connection:
     return connection
 
 
+def own_server_connection(engine: Engine) -> Any:
+    """A PostgreSQL (psycopg) connection opened by ``engine`` and taken out of its pool for good, with no
+    transaction open: for a hot path that runs fixed SQL on the driver directly. Its owner closes it."""
+    pooled = engine.raw_connection()
+    connection: Any = pooled.driver_connection
+    if engine.dialect.driver != "psycopg":
+        pooled.close()
+        raise TypeError("a server connection of its own is for PostgreSQL through psycopg")
+    pooled.detach()
+    connection.rollback()  # whatever the dialect's first-connect checks left open
+    return connection
+
+
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     """The store's engine for these settings (SQLite under ``settings.home`` unless a URL is set)."""
     return engine_for_url(settings.resolved_database_url, **kwargs)

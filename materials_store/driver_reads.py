@@ -18,9 +18,9 @@ import datetime as dt
 import functools
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
-from materials_store.db import own_connection
+from materials_store.db import own_connection, own_server_connection
 from materials_store.store import MaterialView
 
 _CLIENT_STATUS = "SELECT status FROM clients WHERE id = ?"
@@ -92,22 +92,20 @@ class DriverReads:
         self._moment = _text_utc if self.sqlite else _aware_utc
         self._day = _text_day if self.sqlite else _same_day
         self._idle: list[Any] = []  # list.append and list.pop are atomic: no lock needed
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
 
     def _open(self) -> Any:
         if self.sqlite:
             connection = own_connection(self.engine)
             connection.execute("PRAGMA query_only = 1")
             return connection
-        pooled = self.engine.raw_connection()
-        server: Any = pooled.driver_connection
-        pooled.detach()
-        server.rollback()  # whatever the dialect's first-connect checks left open
+        server = own_server_connection(self.engine)
         server.autocommit = True
         server.execute("SET default_transaction_read_only = on")
         return server
 
     def close(self) -> None:
-        """Close the idle connections (a worker shutting down)."""
+        """Close the idle connections (a worker shutting down; with the engine's pool: ``dispose()``)."""
         while self._idle:
             self._idle.pop().close()
 

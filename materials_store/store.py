@@ -28,13 +28,13 @@ import orjson
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import Engine, Row, bindparam, func, insert, select, text, update
+from sqlalchemy import Engine, Row, bindparam, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts import MaterialTypeSpec
 from materials_store.crypto import Keyring
-from materials_store.db import own_connection
+from materials_store.db import own_connection, own_server_connection
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import CHINA_TZ, Identifier
 from materials_store.models import (
@@ -1067,10 +1067,14 @@ def _record_hash(values: dict[str, Any]) -> str:
 
 
 def _lock_audit_chain(session: Session) -> None:
-    """Serialise appends: PostgreSQL takes a transaction advisory lock; SQLite's write lock suffices,
-    and the unique ``prev_hash`` refuses a fork whatever happens."""
+    """Serialise appends: PostgreSQL takes a transaction advisory lock; SQLite takes its write lock
+    before the head is read (an act whose first statement is its record read the head outside any
+    transaction, so a lookup's record committed meanwhile made it fail). The unique ``prev_hash``
+    refuses a fork whatever happens."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
+    else:  # a write that changes nothing: the driver opens the transaction, SQLite takes the lock
+        session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
 
 
 def record_usage(
@@ -1301,6 +1305,21 @@ class UsageAppender:
         self.wake = threading.Condition()
         self.thread: threading.Thread | None = None
         self.connection: sqlite3.Connection | None = None  # SQLite: its own, made on first use
+        self.server: Any = None  # PostgreSQL: its own psycopg connection, made on first use
+        self.server_lock = threading.Lock()
+        self.integrity_errors: tuple[type[BaseException], ...] = (IntegrityError, sqlite3.IntegrityError)
+        if not self.sqlite:
+            import psycopg
+
+            self.integrity_errors += (psycopg.IntegrityError,)
+            event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def close(self) -> None:
+        """Close the PostgreSQL connection of its own (with the engine's pool: ``engine.dispose()``)."""
+        with self.server_lock:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
 
     def submit(self, entry: dict[str, Any]) -> PendingUsage:
         """Queue one record (the keyword arguments of :func:`record_usage`); wait on the result."""
@@ -1364,11 +1383,9 @@ class UsageAppender:
                             return False
                         self._write_sqlite(entries)
                 else:
-                    with self.engine.connect() as connection:  # rolled back on the way out unless committed
-                        self._append(connection.exec_driver_sql, connection.exec_driver_sql, entries)
-                        connection.commit()
+                    self._write_server(entries)
                 return True
-            except (IntegrityError, sqlite3.IntegrityError):
+            except self.integrity_errors:
                 time.sleep(0.002 * (attempt + 1))
         raise Conflict("the audit chain is too busy; retry")
 
@@ -1386,16 +1403,37 @@ class UsageAppender:
             connection.rollback()
             raise
 
+    def _write_server(self, entries: list[dict[str, Any]]) -> None:
+        """One transaction on the appender's own PostgreSQL connection, pipelined: BEGIN and the head
+        row's lock go out in one round trip; the records, the head's move and COMMIT in a second. (Through
+        a pooled Session it took seven, all but the first inside the chain's lock, which every worker
+        process's appender waits on.) A connection whose write failed is closed, not reused."""
+        with self.server_lock:
+            connection = self.server = self.server or own_server_connection(self.engine)
+            try:
+                with connection.pipeline():
+                    cursor = connection.cursor()
+                    self._append(cursor.execute, cursor.executemany, entries)
+                    connection.commit()
+            except BaseException:
+                self.server = None
+                connection.close()
+                raise
+
     def _append(
         self, execute: Callable[..., Any], executemany: Callable[..., Any], entries: list[dict[str, Any]]
     ) -> None:
         """The batch at the driver level (a busy hub appends hundreds of batches a second): the same rows
         :func:`record_usage` writes, JSON columns as SQLAlchemy's JSON type would serialise them.
-        ``execute`` and ``executemany`` run driver-level SQL (SQLAlchemy's ``exec_driver_sql`` does both:
-        it takes a list of rows as executemany)."""
-        if not self.sqlite:
-            execute("SELECT pg_advisory_xact_lock(4242001)")
+        ``execute`` and ``executemany`` run driver-level SQL.
+
+        The head row's lock (SQLite: the write lock) serialises appends. Before the chain's first record
+        there is no row to lock: PostgreSQL then takes the advisory lock :func:`record_usage` takes, and
+        the unique ``prev_hash`` refuses a fork whatever happens."""
         head = execute(self.sql["head"]).fetchone()
+        if head is None and not self.sqlite:
+            execute("SELECT pg_advisory_xact_lock(4242001)")
+            head = execute(self.sql["head"]).fetchone()
         prev_seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
         json_value = _json_text if self.sqlite else _json_parameter()
         rows = []

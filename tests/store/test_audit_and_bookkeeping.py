@@ -236,3 +236,47 @@ def test_concurrent_writers_extend_one_chain(store: Store) -> None:
         report = verify_usage_chain(session)
     assert report.ok, report
     assert report.checked == 100
+
+
+def test_appenders_of_separate_workers_and_the_session_path_extend_one_chain(store: Store) -> None:
+    """Each worker process has its own appender; they and a push's record (the Session path) race for the
+    head from an empty chain on, and still extend one chain with nothing lost."""
+    import threading
+
+    from materials_store.db import engine_for_url
+    from materials_store.store import UsageAppender, record_usage
+
+    engines = [engine_for_url(store.engine.url.render_as_string(hide_password=False)) for _ in range(2)]
+    appenders = [UsageAppender(engine) for engine in engines]
+    start = threading.Barrier(3)
+
+    def worker(appender: UsageAppender, name: str) -> None:
+        start.wait(timeout=10)
+        pending = [
+            appender.submit({"client_id": name, "client_kind": "window", "action": "lookup", "outcome": "ok"})
+            for _ in range(60)
+        ]
+        for item in pending:
+            item.wait()
+            assert item.error is None
+
+    def pushes() -> None:
+        start.wait(timeout=10)
+        for _ in range(20):
+            with store.session() as session:
+                record_usage(session, client_id="dept", client_kind="department", action="push", outcome="ok")
+                session.commit()
+
+    threads = [threading.Thread(target=worker, args=(a, f"w{n}")) for n, a in enumerate(appenders)]
+    threads.append(threading.Thread(target=pushes))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.session() as session:
+        report = verify_usage_chain(session)
+    assert report.ok, report
+    assert report.checked == 140
+    for engine in engines:
+        engine.dispose()
+    assert all(appender.server is None for appender in appenders)
