@@ -114,6 +114,15 @@ def _drive(hub: str, token: str, target: str, subjects: int, concurrency: int, s
     return LoadFigures(**json.loads(output.stdout.strip().splitlines()[-1]))
 
 
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port``: one per worker of ``onecert serve`` once each has started."""
+    import psutil
+
+    return sum(
+        1 for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    )
+
+
 @contextmanager
 def _served(home: Path, workers: int, database_url: str | None = None) -> Iterator[str]:
     """``onecert serve`` on ``home``'s store, on a free loopback port, until the block ends."""
@@ -132,10 +141,13 @@ def _served(home: Path, workers: int, database_url: str | None = None) -> Iterat
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{hub}/healthz", timeout=1).status_code == 200:
+                # Every worker listening, not just the first: connections opened while one worker is
+                # still starting all go to the others and stay there (half the throughput, by luck).
+                if httpx.get(f"{hub}/healthz", timeout=1).status_code == 200 and _listeners(port) >= workers:
                     break
             except httpx.HTTPError:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         yield hub
     finally:
         server.terminate()
