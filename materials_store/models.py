@@ -150,9 +150,10 @@ class UsageRecord(Base):
     material_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # Unique: two records can never claim the same predecessor, so concurrent writers cannot fork the chain.
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # No index of their own: the primary key refuses a fork (records after the same head claim the same
+    # seq), and the chain is verified in seq order.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class AuditHead(Base):

@@ -1069,7 +1069,7 @@ def _record_hash(values: dict[str, Any]) -> str:
 def _lock_audit_chain(session: Session) -> None:
     """Serialise appends: PostgreSQL takes a transaction advisory lock; SQLite takes its write lock
     before the head is read (an act whose first statement is its record read the head outside any
-    transaction, so a lookup's record committed meanwhile made it fail). The unique ``prev_hash``
+    transaction, so a lookup's record committed meanwhile made it fail). The primary key on ``seq``
     refuses a fork whatever happens."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
@@ -1429,7 +1429,7 @@ class UsageAppender:
 
         The head row's lock (SQLite: the write lock) serialises appends. Before the chain's first record
         there is no row to lock: PostgreSQL then takes the advisory lock :func:`record_usage` takes, and
-        the unique ``prev_hash`` refuses a fork whatever happens."""
+        the primary key on ``seq`` refuses a fork whatever happens."""
         head = execute(self.sql["head"]).fetchone()
         if head is None and not self.sqlite:
             execute("SELECT pg_advisory_xact_lock(4242001)")
