@@ -31,6 +31,14 @@ _MATERIALS = (
     f"SELECT {', '.join(MaterialView.__slots__)} FROM materials"  # noqa: S608 - fixed column names
     " WHERE status = 'valid' AND subject_id = ? ORDER BY type_code, issued_at DESC, id"
 )
+#: The subject and its valid materials in one statement: a row per material, or one row with no material
+#: columns for a subject with none, or no row for an unknown subject.
+_SUBJECT_AND_MATERIALS = (
+    "SELECT s.id, s.blind_index, s.key_id, s.id_ciphertext, s.name_ciphertext, "  # noqa: S608 - fixed names
+    f"{', '.join(f'm.{name}' for name in MaterialView.__slots__)} FROM subjects AS s"
+    " LEFT JOIN materials AS m ON m.subject_id = s.id AND m.status = 'valid'"
+    " WHERE s.blind_index = ? ORDER BY m.type_code, m.issued_at DESC, m.id"
+)
 _LAST_RUNS = (
     "SELECT r.source, r.state, r.finished_at FROM sync_runs AS r"
     " JOIN (SELECT source, max(started_at) AS started_at FROM sync_runs GROUP BY source) AS newest"
@@ -86,7 +94,7 @@ class DriverReads:
             name: sql.replace("?", mark)
             for name, sql in [
                 ("client", _CLIENT_STATUS), ("subject", _SUBJECT), ("materials", _MATERIALS),
-                ("runs", _LAST_RUNS),
+                ("subject_and_materials", _SUBJECT_AND_MATERIALS), ("runs", _LAST_RUNS),
             ]
         }  # fmt: skip
         self._moment = _text_utc if self.sqlite else _aware_utc
@@ -132,17 +140,22 @@ class DriverReads:
 
     def latest_materials(self, subject_id: int) -> list[MaterialView]:
         """The subject's valid materials, as :func:`~materials_store.store.latest_materials` lists them."""
-        day, moment = self._day, self._moment
-        views = []
-        for row in self._rows("materials", (subject_id,)):
-            id_, subject, type_code, issuer, source, record, version, issued, until, status, sha, created = (
-                row
-            )
-            views.append(MaterialView(
-                id_, subject, type_code, issuer, source, record, version, day(issued), until and day(until),
-                status, sha, moment(created),
-            ))  # fmt: skip
-        return views
+        return [self._view(row) for row in self._rows("materials", (subject_id,))]
+
+    def subject_and_materials(self, blind_index: str) -> tuple[SubjectRow | None, list[MaterialView]]:
+        """:meth:`subject` and :meth:`latest_materials` in one statement (one round trip)."""
+        rows = self._rows("subject_and_materials", (blind_index,))
+        if not rows:
+            return None, []
+        return SubjectRow(*rows[0][:5]), [self._view(row[5:]) for row in rows if row[5] is not None]
+
+    def _view(self, row: tuple[Any, ...]) -> MaterialView:
+        id_, subject, type_code, issuer, source, record, version, issued, until, status, sha, created = row
+        day = self._day
+        return MaterialView(
+            id_, subject, type_code, issuer, source, record, version, day(issued), until and day(until), status,
+            sha, self._moment(created),
+        )  # fmt: skip
 
     def last_synced(self) -> dict[str, dt.datetime | None]:
         """When each source whose newest run succeeded finished it."""

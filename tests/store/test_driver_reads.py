@@ -81,6 +81,18 @@ def test_subject_and_materials_match_the_session_reads(store: Store, reads: Driv
     assert listed[0].created_at.tzinfo is not None
     assert reads.subject(store.keyring.blind_index(person(3).value)) is None
 
+    # The one-statement read gives the same, for a subject with materials, one with none left (its only
+    # one revoked), and an unknown one.
+    together = reads.subject_and_materials(store.keyring.blind_index(person(1).value))
+    assert (tuple(together[0] or ()), together[1]) == (tuple(expected_subject), expected)
+    with store.session() as session:
+        revoke(session, material_id=ids[4], reason="issued in error", actor="police")
+        session.commit()
+    second = reads.subject_and_materials(store.keyring.blind_index(person(2).value))
+    assert second[0] is not None and second[0].blind_index == store.keyring.blind_index(person(2).value)
+    assert second[1] == []
+    assert reads.subject_and_materials(store.keyring.blind_index(person(3).value)) == (None, [])
+
 
 def test_client_status_and_last_syncs_match_the_session_reads(store: Store, reads: DriverReads) -> None:
     public = ed25519.Ed25519PrivateKey.generate().public_key()

@@ -78,9 +78,7 @@ class LookupReads(Protocol):
 
     engine: Engine
 
-    def subject(self, blind_index: str) -> SubjectRecord | None: ...
-
-    def latest_materials(self, subject_id: int) -> list[MaterialView]: ...
+    def subject_and_materials(self, blind_index: str) -> tuple[SubjectRecord | None, list[MaterialView]]: ...
 
     def last_synced(self) -> dict[str, dt.datetime | None]: ...
 
@@ -92,11 +90,9 @@ class SessionReads:
         self.session = session
         self.engine = session_engine(session)
 
-    def subject(self, blind_index: str) -> SubjectRecord | None:
-        return subject_row(self.session, blind_index=blind_index)
-
-    def latest_materials(self, subject_id: int) -> list[MaterialView]:
-        return latest_materials(self.session, subject_id=subject_id)
+    def subject_and_materials(self, blind_index: str) -> tuple[SubjectRecord | None, list[MaterialView]]:
+        subject = subject_row(self.session, blind_index=blind_index)
+        return subject, latest_materials(self.session, subject_id=subject.id) if subject else []
 
     def last_synced(self) -> dict[str, dt.datetime | None]:
         runs = last_runs(self.session)
@@ -197,8 +193,7 @@ def plain_lookup(
     """
     identifier = parse_identifier(request.id)
     index = keyring.blind_index(identifier.value)
-    subject = reads.subject(index)
-    views = reads.latest_materials(subject.id) if subject else []
+    subject, views = reads.subject_and_materials(index)
     outcome = "found" if views else "nothing_on_file"
     record(
         client_id=caller.id, client_kind=caller.kind, window=caller.org, action="lookup", outcome=outcome,
