@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -10,6 +12,7 @@ from sqlalchemy import delete, select, update
 from materials_store.errors import Conflict, DataError
 from materials_store.models import AuditHead, UsageRecord
 from materials_store.store import (
+    ChainReport,
     QuarantineInput,
     add_client,
     close_quarantine_row,
@@ -217,8 +220,6 @@ def test_clients_accept_ed25519_and_p256_only(store: Store) -> None:
 
 
 def test_concurrent_writers_extend_one_chain(store: Store) -> None:
-    import threading
-
     from materials_store.store import commit_usage
 
     def append(worker: int) -> None:
@@ -227,15 +228,19 @@ def test_concurrent_writers_extend_one_chain(store: Store) -> None:
                 commit_usage(session, client_id=f"win-{worker}", client_kind="window", action="lookup",
                              outcome="ok", case_ref=f"{worker}-{i}")  # fmt: skip
 
-    threads = [threading.Thread(target=append, args=(worker,)) for worker in range(4)]
+    report = _run_then_verify(store, [threading.Thread(target=append, args=(worker,)) for worker in range(4)])
+    assert report.ok, report
+    assert report.checked == 100
+
+
+def _run_then_verify(store: Store, threads: list[threading.Thread]) -> ChainReport:
+    """Start ``threads``, wait for them all, and verify the chain they extended."""
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     with store.session() as session:
-        report = verify_usage_chain(session)
-    assert report.ok, report
-    assert report.checked == 100
+        return verify_usage_chain(session)
 
 
 def test_appenders_of_separate_workers_and_the_session_path_extend_one_chain(store: Store) -> None:
@@ -268,13 +273,7 @@ def test_appenders_of_separate_workers_and_the_session_path_extend_one_chain(sto
                 session.commit()
 
     threads = [threading.Thread(target=worker, args=(a, f"w{n}")) for n, a in enumerate(appenders)]
-    threads.append(threading.Thread(target=pushes))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    with store.session() as session:
-        report = verify_usage_chain(session)
+    report = _run_then_verify(store, [*threads, threading.Thread(target=pushes)])
     assert report.ok, report
     assert report.checked == 140
     for engine in engines:
