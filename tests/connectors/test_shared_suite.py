@@ -170,6 +170,24 @@ def test_once_a_window_has_waited_a_sync_writes_in_small_chunks(
     assert hurried.loaded + hurried.unchanged + hurried.quarantined == hurried.extracted
 
 
+def test_a_load_writes_through_a_page_cache_of_its_own_size(
+    sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The load's transactions run with :data:`LOAD_CACHE_MIB` of page cache, so a 50,000-row transaction
+    keeps the random-key index pages it writes in memory until it commits."""
+    seen: list[int] = []
+    real_upsert = pipeline.upsert_materials
+
+    def upsert(session: Any, **kwargs: Any) -> Any:
+        seen.append(session.connection().exec_driver_sql("PRAGMA cache_size").scalar())
+        return real_upsert(session, **kwargs)
+
+    monkeypatch.setattr(pipeline, "upsert_materials", upsert)
+    assert run_sync("police_id_card", handle=store).state == "success"
+    assert seen and set(seen) == {-pipeline.LOAD_CACHE_MIB * 1024}
+    assert pipeline.LOAD_CACHE_MIB * 1024 > 65536  # more than the store's other connections keep
+
+
 def _take_down(home: Path, source: str) -> None:
     system = SOURCES[source][0]
     control.fault(home, source if SOURCES[source][1] == "file" else system, "down")
