@@ -1,15 +1,15 @@
 """The plain lookup's reads at the driver level, on SQLite and on PostgreSQL.
 
-A plain lookup is three indexed reads: the client's status, the subject by blind index, and its valid
-materials. Through a Session each read costs a pool checkout, a compiled-statement lookup and result
+A plain lookup reads the client's status, then the subject by blind index with its valid materials (one
+statement). Through a Session each read costs a pool checkout, a compiled-statement lookup and result
 processing, several times the read itself; on PostgreSQL the Session's transaction adds a BEGIN and the
-pool's reset a ROLLBACK, two more round trips. Here each thread keeps one connection of its own (the
-engine's, with its settings, taken out of the pool for good), in autocommit and read-only, and runs fixed
-SQL on it.
+pool's reset a ROLLBACK, two more round trips. Here each read borrows a connection the reads keep for
+themselves (the engine's, with its settings, taken out of the pool for good), in autocommit and
+read-only, and runs fixed SQL on it.
 
-The SQL mirrors :func:`materials_store.store.client_status`, :func:`~materials_store.store.find_subject_row`,
-:func:`~materials_store.store.latest_materials` and :func:`~materials_store.store.last_runs`; a test runs
-both over the same store, on each backend, and compares the answers.
+The SQL mirrors :func:`materials_store.store.client_status`, :func:`~materials_store.store.find_subject_row`
+with :func:`~materials_store.store.latest_materials`, and :func:`~materials_store.store.last_runs`; a test
+runs both over the same store, on each backend, and compares the answers.
 """
 
 from __future__ import annotations
@@ -24,13 +24,6 @@ from materials_store.db import own_connection, own_server_connection
 from materials_store.store import MaterialView
 
 _CLIENT_STATUS = "SELECT status FROM clients WHERE id = ?"
-_SUBJECT = (
-    "SELECT id, blind_index, key_id, id_ciphertext, name_ciphertext FROM subjects WHERE blind_index = ?"
-)
-_MATERIALS = (
-    f"SELECT {', '.join(MaterialView.__slots__)} FROM materials"  # noqa: S608 - fixed column names
-    " WHERE status = 'valid' AND subject_id = ? ORDER BY type_code, issued_at DESC, id"
-)
 #: The subject and its valid materials in one statement: a row per material, or one row with no material
 #: columns for a subject with none, or no row for an unknown subject.
 _SUBJECT_AND_MATERIALS = (
@@ -93,8 +86,8 @@ class DriverReads:
         self.sql = {
             name: sql.replace("?", mark)
             for name, sql in [
-                ("client", _CLIENT_STATUS), ("subject", _SUBJECT), ("materials", _MATERIALS),
-                ("subject_and_materials", _SUBJECT_AND_MATERIALS), ("runs", _LAST_RUNS),
+                ("client", _CLIENT_STATUS), ("subject_and_materials", _SUBJECT_AND_MATERIALS),
+                ("runs", _LAST_RUNS),
             ]
         }  # fmt: skip
         self._moment = _text_utc if self.sqlite else _aware_utc
@@ -134,16 +127,9 @@ class DriverReads:
         rows = self._rows("client", (client_id,))
         return str(rows[0][0]) if rows else None
 
-    def subject(self, blind_index: str) -> SubjectRow | None:
-        rows = self._rows("subject", (blind_index,))
-        return SubjectRow(*rows[0]) if rows else None
-
-    def latest_materials(self, subject_id: int) -> list[MaterialView]:
-        """The subject's valid materials, as :func:`~materials_store.store.latest_materials` lists them."""
-        return [self._view(row) for row in self._rows("materials", (subject_id,))]
-
     def subject_and_materials(self, blind_index: str) -> tuple[SubjectRow | None, list[MaterialView]]:
-        """:meth:`subject` and :meth:`latest_materials` in one statement (one round trip)."""
+        """The subject with this blind index (or None) and its valid materials, as
+        :func:`~materials_store.store.latest_materials` lists them, in one statement (one round trip)."""
         rows = self._rows("subject_and_materials", (blind_index,))
         if not rows:
             return None, []
