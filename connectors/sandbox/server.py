@@ -106,14 +106,10 @@ class Store:
 
     def of_subject(self, dataset: str, field: str, subject_id: str) -> list[str]:
         """Every row of one subject (by its ID field in the body), in cursor order."""
-        rows = (
-            self.connection()
-            .execute(
-                "SELECT body FROM records WHERE dataset = ? AND json_extract(body, ?) = ? ORDER BY updated_at, row_seq",
-                (dataset, f"$.{field}", subject_id),
-            )
-            .fetchall()
-        )
+        rows = self.connection().execute(
+            "SELECT body FROM records WHERE dataset = ? AND json_extract(body, ?) = ? ORDER BY updated_at, row_seq",
+            (dataset, f"$.{field}", subject_id),
+        ).fetchall()
         return [row[0] for row in rows]
 
     def page_offset(self, dataset: str, since: str | None, offset: int, size: int) -> tuple[list[str], int]:

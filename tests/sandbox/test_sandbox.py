@@ -65,9 +65,7 @@ def test_the_same_people_appear_alike_everywhere(generated: tuple[Path, dict]) -
 def test_families_link_births_to_parents_known_to_police(generated: tuple[Path, dict]) -> None:
     home, _ = generated
     # A parent's own police row may carry a seeded bad-check defect; the other police dataset has them.
-    ids = {
-        r["subject_id"] for dataset in ("persons", "households") for r in _rest_rows(home, "police", dataset)
-    }
+    ids = {r["subject_id"] for dataset in ("persons", "households") for r in _rest_rows(home, "police", dataset)}
     births = _rest_rows(home, "health", "births")
     assert births
     for birth in births:
