@@ -11,15 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connectors.base import Page
 from connectors.config import source_config
@@ -37,9 +40,11 @@ from materials_store.identity import (
 from materials_store.models import SyncState
 from materials_store.runtime import StoreHandle
 from materials_store.store import (
+    AUTOCHECKPOINT_PAGES,
     MaterialInput,
     QuarantineInput,
     UpsertResult,
+    checkpoint_wal,
     finish_run,
     quarantine_rows,
     save_cursor,
@@ -302,7 +307,8 @@ def load_batch(
     On PostgreSQL all of it is one transaction. On SQLite the load holds the store's :class:`WriterLock`
     and upserts :data:`LOAD_CHUNK_ROWS` materials at a time; after a chunk it commits and lets go for a
     moment when another process waits for the store (or every :data:`LOAD_COMMIT_ROWS`), and once it
-    has let another in, goes on in chunks of :data:`LOAD_SHARED_CHUNK_ROWS`. The last
+    has let another in, goes on in chunks of :data:`LOAD_SHARED_CHUNK_ROWS`. It checkpoints the WAL
+    after each commit, while the others write (:func:`~materials_store.store.checkpoint_wal`). The last
     transaction holds the quarantine and the cursor. A crash in between leaves some materials loaded and
     the cursor where it was: the rerun pulls those rows again and finds them unchanged, so nothing is
     lost or doubled.
@@ -320,6 +326,8 @@ def load_batch(
                 # of the whole store, which would count the store's file against the process's memory.
                 session.connection().exec_driver_sql("PRAGMA mmap_size=0")
                 session.connection().exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_MIB * 1024}")
+                # Its commits do not checkpoint the WAL: it does, after each, with waiters let in first.
+                session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=0")
             size = (LOAD_SHARED_CHUNK_ROWS if shared else LOAD_CHUNK_ROWS) if embedded else len(materials)
             chunk = materials[start : start + size]
             start += len(chunk)
@@ -336,18 +344,31 @@ def load_batch(
             if uncommitted >= LOAD_COMMIT_ROWS or lock.others_waiting():
                 session.commit()
                 uncommitted = 0
-                # Lookups' usage records go in first; from then on the chunks are small.
-                shared = lock.let_waiters_in(LOAD_CHUNK_PAUSE) or shared
+                wal = partial(_checkpoint, session)
+                # Lookups' usage records go in first, while the load checkpoints the WAL (outside the
+                # lock: see checkpoint_wal); from then on the chunks are small.
+                if lock.let_waiters_in(LOAD_CHUNK_PAUSE, meanwhile=wal):
+                    shared = True
+                if embedded:  # (again, if it let go) the pages the waiters wrote meanwhile: a few, quickly
+                    wal()
         quarantine_rows(
             session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=batch.bad
         )
         for stream, value in dict(commits).items():  # the last value of each stream covers the batch
             save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
+        if embedded:  # the last commit checkpoints as SQLite would; the pooled connection keeps the default
+            session.connection().exec_driver_sql(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
         session.commit()
     return BatchOutcome(
         batch.extracted, total.loaded, total.new_versions, total.unchanged, len(batch.bad),
         batch.quarantined_ids,
     )  # fmt: skip
+
+
+def _checkpoint(session: Session) -> None:
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, sqlite3.Connection)
+    checkpoint_wal(connection)
 
 
 def process_batch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -279,3 +280,33 @@ def test_appenders_of_separate_workers_and_the_session_path_extend_one_chain(sto
     for engine in engines:
         engine.dispose()
     assert all(appender.server is None for appender in appenders)
+
+
+def test_the_appender_checkpoints_the_wal_itself_outside_its_commits(tmp_path: Path) -> None:
+    """The appender's commits never checkpoint (that held the writer lock for tens of milliseconds); its
+    own thread does, every so many batches, so the WAL stays short however long the hub runs."""
+    import sqlite3
+
+    from materials_store.db import engine_for_url, upgrade
+    from materials_store.store import UsageAppender
+
+    path = tmp_path / "store.db"
+    engine = engine_for_url(f"sqlite:///{path}")
+    upgrade(engine)
+    appender = UsageAppender(engine)
+    appender.checkpoint_batches = 10
+    for _ in range(300):  # one record a batch: 300 commits, each a few pages of WAL
+        item = appender.submit(
+            {"client_id": "w", "client_kind": "window", "action": "lookup", "outcome": "ok"}
+        )
+        item.wait()
+    assert appender.checkpoints is not None
+    appender.checkpoints.shutdown(wait=True)
+    assert appender.connection is not None
+    assert appender.connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+    with sqlite3.connect(path) as reader:
+        _busy, frames, _done = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert reader.execute("SELECT count(*) FROM usage_records").fetchone() == (300,)
+    # Without its checkpoints all 300 commits (900 pages and more) would still be in the WAL.
+    assert frames < 200, frames
+    engine.dispose()
