@@ -1245,9 +1245,11 @@ def checkpoint_wal(connection: sqlite3.Connection) -> None:
     for nobody and blocks nobody; it gives up if another checkpoint is running).
 
     The store's long and frequent writers (a sync's load, the usage appender) turn SQLite's automatic
-    checkpoint off and call this once they have let go of the :class:`WriterLock`. Left automatic, the
-    checkpoint ran inside the commit that filled the WAL, with the lock held: during ``bench lookup
-    --during-sync`` one load commit in ten took 38 ms instead of 1, and every lookup's record waited.
+    checkpoint off and call this once they have let go of the :class:`WriterLock` (or when nobody waits
+    for it). Left automatic, the checkpoint ran inside the commit that filled the WAL, with the lock held:
+    during ``bench lookup --during-sync`` one load commit in ten took 38 ms instead of 1, and every
+    lookup's record waited. Each then calls it once more with the lock held, to copy the few pages others
+    wrote meanwhile: the next write can then start the WAL from its beginning again.
     """
     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
