@@ -286,6 +286,7 @@ def test_the_appender_checkpoints_the_wal_itself_outside_its_commits(tmp_path: P
     """The appender's commits never checkpoint (that held the writer lock for tens of milliseconds); its
     own thread does, every so many batches, so the WAL stays short however long the hub runs."""
     import sqlite3
+    from contextlib import closing
 
     from materials_store.db import engine_for_url, upgrade
     from materials_store.store import UsageAppender
@@ -304,7 +305,7 @@ def test_the_appender_checkpoints_the_wal_itself_outside_its_commits(tmp_path: P
     appender.checkpoints.shutdown(wait=True)
     assert appender.connection is not None
     assert appender.connection.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-    with sqlite3.connect(path) as reader:
+    with closing(sqlite3.connect(path)) as reader:
         _busy, frames, _done = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         assert reader.execute("SELECT count(*) FROM usage_records").fetchone() == (300,)
     # Without its checkpoints all 300 commits (900 pages and more) would still be in the WAL.
