@@ -43,14 +43,17 @@ from materials_store.store import (
     AUTOCHECKPOINT_PAGES,
     MaterialInput,
     QuarantineInput,
+    SealedMaterial,
     UpsertResult,
     checkpoint_wal,
     finish_run,
-    quarantine_rows,
     save_cursor,
+    seal_materials,
+    seal_quarantine,
     start_run,
     sync_material_types,
-    upsert_materials,
+    write_materials,
+    write_quarantine,
     writer_lock,
 )
 
@@ -307,19 +310,40 @@ def load_batch(
     On PostgreSQL all of it is one transaction. On SQLite the load holds the store's :class:`WriterLock`
     and upserts :data:`LOAD_CHUNK_ROWS` materials at a time; after a chunk it commits and lets go for a
     moment when another process waits for the store (or every :data:`LOAD_COMMIT_ROWS`), and once it
-    has let another in, goes on in chunks of :data:`LOAD_SHARED_CHUNK_ROWS`. It checkpoints the WAL
-    after each commit, while the others write (:func:`~materials_store.store.checkpoint_wal`). The last
-    transaction holds the quarantine and the cursor. A crash in between leaves some materials loaded and
-    the cursor where it was: the rerun pulls those rows again and finds them unchanged, so nothing is
-    lost or doubled.
+    has let another in, goes on in chunks of :data:`LOAD_SHARED_CHUNK_ROWS`. While it has let go it
+    checkpoints the WAL (:func:`~materials_store.store.checkpoint_wal`) and seals the next rows (hashes,
+    ids, encryption: :func:`~materials_store.store.seal_materials`), so a window waiting for the lock
+    waits for SQL only. The last transaction holds the quarantine and the cursor. A crash in between
+    leaves some materials loaded and the cursor where it was: the rerun pulls those rows again and finds
+    them unchanged, so nothing is lost or doubled.
     """
     embedded = handle.embedded
     materials = batch.materials
+    sealed: list[SealedMaterial] = []  # sealed ahead, not written yet
+    next_to_seal = 0
+
+    def seal_ahead(rows: int) -> None:
+        nonlocal next_to_seal
+        upto = min(len(materials), next_to_seal + rows)
+        if upto <= next_to_seal:
+            return
+        sealed.extend(seal_materials(handle.keyring, materials[next_to_seal:upto]))
+        next_to_seal = upto
+
+    # Before the lock: the first chunk's CPU work and the quarantine's (a few rows).
+    seal_ahead(LOAD_CHUNK_ROWS if embedded else len(materials))
+    bad = seal_quarantine(handle.keyring, source=contract.source, rows=batch.bad)
     total = UpsertResult()
     lock = writer_lock(handle.engine)
     uncommitted = 0
-    start, shared = 0, False
+    shared = False
     with lock.held(), handle.sessions() as session:
+        wal = partial(_checkpoint, session)
+
+        def meanwhile() -> None:  # with the lock let go: the WAL, and the next rows' CPU work
+            wal()
+            seal_ahead(LOAD_CHUNK_ROWS - len(sealed))  # what the last chunk used
+
         while True:
             if embedded and uncommitted == 0:
                 # A bulk load reads index pages once or twice: through the page cache, not a memory map
@@ -328,32 +352,28 @@ def load_batch(
                 session.connection().exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_MIB * 1024}")
                 # Its commits do not checkpoint the WAL: it does, after each, with waiters let in first.
                 session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=0")
-            size = (LOAD_SHARED_CHUNK_ROWS if shared else LOAD_CHUNK_ROWS) if embedded else len(materials)
-            chunk = materials[start : start + size]
-            start += len(chunk)
-            result = upsert_materials(
-                session, keyring=handle.keyring, items=chunk, source=contract.source, run_id=run_id
-            )
+            size = LOAD_SHARED_CHUNK_ROWS if shared else LOAD_CHUNK_ROWS
+            if len(sealed) < size:  # under the lock, so only when nobody has waited since the last seal
+                seal_ahead(LOAD_CHUNK_ROWS - len(sealed))
+            chunk = sealed[: size if embedded else len(sealed)]
+            del sealed[: len(chunk)]
+            result = write_materials(session, materials=chunk, source=contract.source, run_id=run_id)
             settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises
             total.inserted += result.inserted
             total.new_versions += result.new_versions
             total.unchanged += result.unchanged
             uncommitted += len(chunk)
-            if start >= len(materials):
+            if not sealed and next_to_seal >= len(materials):
                 break
             if uncommitted >= LOAD_COMMIT_ROWS or lock.others_waiting():
                 session.commit()
                 uncommitted = 0
-                wal = partial(_checkpoint, session)
-                # Lookups' usage records go in first, while the load checkpoints the WAL (outside the
-                # lock: see checkpoint_wal); from then on the chunks are small.
-                if lock.let_waiters_in(LOAD_CHUNK_PAUSE, meanwhile=wal):
+                # Lookups' usage records go in first; from then on the chunks are small.
+                if lock.let_waiters_in(LOAD_CHUNK_PAUSE, meanwhile=meanwhile):
                     shared = True
                 if embedded:  # (again, if it let go) the pages the waiters wrote meanwhile: a few, quickly
                     wal()
-        quarantine_rows(
-            session, keyring=handle.keyring, source=contract.source, run_id=run_id, rows=batch.bad
-        )
+        write_quarantine(session, source=contract.source, run_id=run_id, rows=bad)
         for stream, value in dict(commits).items():  # the last value of each stream covers the batch
             save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
         if embedded:  # the last commit checkpoints as SQLite would; the pooled connection keeps the default

@@ -174,7 +174,6 @@ MATERIAL_COLUMNS = (
     "issuer_signature", "superseded_by", "created_at", "updated_at",
 )  # fmt: skip
 SUPERSEDED_BY, STATUS = MATERIAL_COLUMNS.index("superseded_by"), MATERIAL_COLUMNS.index("status")
-CIPHERTEXT = MATERIAL_COLUMNS.index("payload_ciphertext")  # followed by key_id
 SUBJECT_COLUMNS = (
     "blind_index",
     "kind",
@@ -213,6 +212,65 @@ class DriverValues:
         return sql
 
 
+@dataclass(frozen=True, slots=True)
+class SealedSubject:
+    """A subject as it is created, worked out before any database work: its blind index, its kind, and
+    its identifier (and name) encrypted. Unused when the subject is already on file."""
+
+    index: str
+    kind: str
+    id_blob: bytes
+    name_blob: bytes | None
+    key_id: str
+
+
+def seal_subjects(
+    keyring: Keyring, subjects: Iterable[tuple[Identifier, str | None]]
+) -> dict[str, SealedSubject]:
+    """The CPU work of :func:`resolve_subjects`, no database: each subject sealed, by normalised identifier.
+
+    Args:
+        subjects: (identifier, name or None) pairs; duplicates are fine, and a name given for any copy
+            is kept.
+    """
+    wanted: dict[str, tuple[Identifier, str | None]] = {}
+    for identifier, name in subjects:
+        known = wanted.get(identifier.value)
+        if known is None or (known[1] is None and name):
+            wanted[identifier.value] = (identifier, name)
+    values = list(wanted)
+    indexes = [keyring.blind_index(value) for value in values]
+    key_id, id_blobs = keyring.encrypt_many(
+        [value.encode("utf-8") for value in values], [_subject_aad(index) for index in indexes]
+    )
+    named = [position for position, value in enumerate(values) if wanted[value][1]]
+    _, name_blobs = keyring.encrypt_many(
+        [str(wanted[values[position]][1]).encode("utf-8") for position in named],
+        [_subject_aad(indexes[position]) + b":name" for position in named],
+    )
+    names = dict(zip(named, name_blobs, strict=True))
+    return {
+        value: SealedSubject(index, wanted[value][0].kind.value, id_blob, names.get(position), key_id)
+        for position, (value, index, id_blob) in enumerate(zip(values, indexes, id_blobs, strict=True))
+    }
+
+
+def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[str, int]:
+    """Subject ids by blind index, creating the subjects not on file yet (race-safe: a subject another
+    writer created meanwhile is found, not doubled)."""
+    by_index = {subject.index: subject for subject in subjects}
+    found = _subject_ids(session, list(by_index))
+    missing = [subject for index, subject in by_index.items() if index not in found]
+    if missing:
+        driver = DriverValues(session)
+        now = driver.moment(utcnow())
+        rows = [(s.index, s.kind, s.id_blob, s.name_blob, s.key_id, now, now) for s in missing]
+        sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
+        session.connection().exec_driver_sql(sql, rows)
+        found.update(_subject_ids(session, [subject.index for subject in missing]))
+    return found
+
+
 def resolve_subjects(
     session: Session,
     *,
@@ -227,35 +285,9 @@ def resolve_subjects(
     Returns:
         ``{identifier.value: subject id}`` for every identifier given.
     """
-    wanted: dict[str, tuple[Identifier, str | None, str]] = {}
-    for identifier, name in subjects:
-        known = wanted.get(identifier.value)
-        if known is None or (known[1] is None and name):
-            wanted[identifier.value] = (identifier, name, keyring.blind_index(identifier.value))
-    by_index = {index: value for value, (_i, _n, index) in wanted.items()}
-    indexes = list(by_index)
-    found = _subject_ids(session, indexes)
-    missing = [index for index in indexes if index not in found]
-    if missing:
-        driver = DriverValues(session)
-        now = driver.moment(utcnow())
-        named = [index for index in missing if wanted[by_index[index]][1]]
-        key_id, id_blobs = keyring.encrypt_many(
-            [by_index[index].encode("utf-8") for index in missing], [_subject_aad(index) for index in missing]
-        )
-        _, name_blobs = keyring.encrypt_many(
-            [str(wanted[by_index[index]][1]).encode("utf-8") for index in named],
-            [_subject_aad(index) + b":name" for index in named],
-        )
-        names = dict(zip(named, name_blobs, strict=True))
-        rows = [
-            (index, wanted[by_index[index]][0].kind.value, id_blob, names.get(index), key_id, now, now)
-            for index, id_blob in zip(missing, id_blobs, strict=True)
-        ]
-        sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
-        session.connection().exec_driver_sql(sql, rows)
-        found.update(_subject_ids(session, missing))
-    return {value: found[index] for index, value in by_index.items()}
+    sealed = seal_subjects(keyring, subjects)
+    ids = write_subjects(session, sealed.values())
+    return {value: ids[subject.index] for value, subject in sealed.items()}
 
 
 def _subject_ids(session: Session, indexes: Sequence[str]) -> dict[str, int]:
@@ -457,6 +489,38 @@ def _heads(session: Session, type_code: str, record_ids: Sequence[str]) -> dict[
     return heads
 
 
+@dataclass(frozen=True, slots=True)
+class SealedMaterial:
+    """A material as it is stored, worked out before any database work (:func:`seal_materials`)."""
+
+    item: MaterialInput
+    subject: SealedSubject
+    sha: str  # of the payload's canonical JSON
+    id: str  # its id, if it turns out to be new or a new version
+    ciphertext: bytes  # the payload, encrypted for that id
+    key_id: str
+
+
+def seal_materials(keyring: Keyring, items: Sequence[MaterialInput]) -> list[SealedMaterial]:
+    """The CPU work of storing ``items``, no database: blind indexes, canonical JSON and its hash, new
+    ids, and the ciphertexts of subjects and payloads. A sync's load does it while windows' usage records
+    have the store's writer lock (:func:`connectors.pipeline.load_batch`), so they wait only for its SQL.
+    Each item is sealed as if it were new; what an unchanged one was given is dropped."""
+    subjects = seal_subjects(keyring, ((item.subject, item.subject_name) for item in items))
+    canonicals = canonical_json_many([item.payload for item in items])
+    material_ids = new_material_ids(len(items))
+    key_id, blobs = keyring.encrypt_many(
+        canonicals, [_payload_aad(material_id) for material_id in material_ids]
+    )
+    sha256 = hashlib.sha256
+    return [
+        SealedMaterial(
+            item, subjects[item.subject.value], sha256(canonical).hexdigest(), material_id, blob, key_id
+        )
+        for item, canonical, material_id, blob in zip(items, canonicals, material_ids, blobs, strict=True)
+    ]
+
+
 def upsert_materials(
     session: Session,
     *,
@@ -471,15 +535,20 @@ def upsert_materials(
     version, and the previous one becomes ``superseded`` pointing at it. Nothing is deleted. Does not
     commit: the caller commits, together with the cursor that covers these rows.
     """
+    return write_materials(session, materials=seal_materials(keyring, items), source=source, run_id=run_id)
+
+
+def write_materials(
+    session: Session, *, materials: Sequence[SealedMaterial], source: str, run_id: str | None = None
+) -> UpsertResult:
+    """:func:`upsert_materials` of materials already sealed: the SQL and the comparisons only."""
     result = UpsertResult()
-    if not items:
+    if not materials:
         return result
-    subject_ids = resolve_subjects(
-        session, keyring=keyring, subjects=((item.subject, item.subject_name) for item in items)
-    )
+    subject_ids = write_subjects(session, (sealed.subject for sealed in materials))
     by_type: dict[str, list[str]] = {}
-    for item in items:
-        by_type.setdefault(item.type_code, []).append(item.source_record_id)
+    for sealed in materials:
+        by_type.setdefault(sealed.item.type_code, []).append(sealed.item.source_record_id)
     heads: dict[tuple[str, str], _Head] = {}
     for type_code, record_ids in by_type.items():
         for record_id, found in _heads(session, type_code, list(dict.fromkeys(record_ids))).items():
@@ -490,16 +559,12 @@ def upsert_materials(
     driver = DriverValues(session)
     stamp = driver.moment(now)
     inserts: list[list[Any]] = []
-    clear: list[bytes] = []
     pending_by_id: dict[str, list[Any]] = {}
     superseded: list[dict[str, Any]] = []
-    canonicals = canonical_json_many([item.payload for item in items])
-    material_ids = new_material_ids(len(items))
-    sha256 = hashlib.sha256
     day = driver.day
-    for item, canonical, material_id in zip(items, canonicals, material_ids, strict=True):
-        sha = sha256(canonical).hexdigest()
-        subject_id = subject_ids[item.subject.value]
+    for sealed in materials:
+        item, sha, material_id = sealed.item, sealed.sha, sealed.id
+        subject_id = subject_ids[sealed.subject.index]
         key = (item.type_code, item.source_record_id)
         head = heads.get(key)
         if (
@@ -527,8 +592,8 @@ def upsert_materials(
             day(item.valid_until),
             "expired" if expired else "valid",
             "past validity when received" if expired else None,
-            None,  # the payload ciphertext, encrypted for the whole batch below
-            None,
+            sealed.ciphertext,
+            sealed.key_id,
             sha,
             item.issuer_signature,
             None,
@@ -536,7 +601,6 @@ def upsert_materials(
             stamp,
         ]  # fmt: skip -- in MATERIAL_COLUMNS order
         inserts.append(row)
-        clear.append(canonical)
         pending_by_id[material_id] = row
         if head is not None:
             pending = pending_by_id.get(head.id)
@@ -555,10 +619,6 @@ def upsert_materials(
             material_id, head.version + 1 if head else 1, sha, item.issued_at, item.valid_until, subject_id
         )
         result.ids.append(material_id)
-    key_id, blobs = keyring.encrypt_many(clear, [_payload_aad(row[0]) for row in inserts])
-    for row, blob in zip(inserts, blobs, strict=True):
-        row[CIPHERTEXT] = blob
-        row[CIPHERTEXT + 1] = key_id
 
     if superseded:
         _mark_superseded(session, superseded, now)
@@ -770,6 +830,34 @@ def _quarantine_aad(source: str, raw_sha256: str) -> bytes:
     return f"quarantine:{source}:{raw_sha256}".encode("ascii")
 
 
+@dataclass(frozen=True, slots=True)
+class SealedQuarantineRow:
+    """A quarantine row worked out before any database work (:func:`seal_quarantine`)."""
+
+    row: QuarantineInput
+    raw_sha256: str
+    ciphertext: bytes
+    key_id: str
+
+
+def seal_quarantine(
+    keyring: Keyring, *, source: str, rows: Sequence[QuarantineInput]
+) -> list[SealedQuarantineRow]:
+    """The CPU work of :func:`quarantine_rows`, no database: each distinct row hashed and encrypted."""
+    prepared: dict[str, tuple[QuarantineInput, bytes]] = {}
+    for row in rows:
+        canonical = canonical_json(row.raw)
+        prepared.setdefault(hashlib.sha256(canonical).hexdigest(), (row, canonical))
+    shas = list(prepared)
+    key_id, blobs = keyring.encrypt_many(
+        [prepared[sha][1] for sha in shas], [_quarantine_aad(source, sha) for sha in shas]
+    )
+    return [
+        SealedQuarantineRow(prepared[sha][0], sha, blob, key_id)
+        for sha, blob in zip(shas, blobs, strict=True)
+    ]
+
+
 def quarantine_rows(
     session: Session,
     *,
@@ -780,15 +868,18 @@ def quarantine_rows(
 ) -> int:
     """Put rows in quarantine, encrypted. A row already open in quarantine (same source and content)
     is not added twice, so a rerun doubles nothing. Returns how many rows were added."""
+    sealed = seal_quarantine(keyring, source=source, rows=rows)
+    return write_quarantine(session, source=source, run_id=run_id, rows=sealed)
+
+
+def write_quarantine(
+    session: Session, *, source: str, run_id: str, rows: Sequence[SealedQuarantineRow]
+) -> int:
+    """:func:`quarantine_rows` of rows already sealed: the SQL only."""
     if not rows:
         return 0
-    prepared: dict[str, tuple[QuarantineInput, bytes]] = {}
-    for row in rows:
-        canonical = canonical_json(row.raw)
-        prepared.setdefault(hashlib.sha256(canonical).hexdigest(), (row, canonical))
     existing: set[str] = set()
-    shas = list(prepared)
-    for chunk in _chunks(shas):
+    for chunk in _chunks([sealed.raw_sha256 for sealed in rows]):
         existing.update(
             session.scalars(
                 select(QuarantineRow.raw_sha256).where(
@@ -799,24 +890,21 @@ def quarantine_rows(
             )
         )
     now = utcnow()
-    values = []
-    for sha, (row, canonical) in prepared.items():
-        if sha in existing:
-            continue
-        key_id, blob = keyring.encrypt(canonical, aad=_quarantine_aad(source, sha))
-        values.append(
-            {
-                "source": source,
-                "run_id": run_id,
-                "source_record_id": row.source_record_id,
-                "raw_ciphertext": blob,
-                "key_id": key_id,
-                "raw_sha256": sha,
-                "rules": row.rules,
-                "status": "open",
-                "created_at": now,
-            }
-        )
+    values = [
+        {
+            "source": source,
+            "run_id": run_id,
+            "source_record_id": sealed.row.source_record_id,
+            "raw_ciphertext": sealed.ciphertext,
+            "key_id": sealed.key_id,
+            "raw_sha256": sealed.raw_sha256,
+            "rules": sealed.row.rules,
+            "status": "open",
+            "created_at": now,
+        }
+        for sealed in rows
+        if sealed.raw_sha256 not in existing
+    ]
     if values:
         session.execute(insert(QuarantineRow), values)
     # Duplicate copies of one row in the same call count once each: they are the same evidence.

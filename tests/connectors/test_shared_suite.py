@@ -5,6 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,10 @@ from connectors.pipeline import run_sync
 from connectors.registry import source_names
 from connectors.sandbox import control
 from connectors.sandbox.generate import QUARANTINED_KINDS, SOURCES, drop_inbox, load_manifest, sandbox_dir
+from materials_store.crypto import Keyring
 from materials_store.models import Material, QuarantineRow, SyncRun
 from materials_store.runtime import StoreHandle
-from materials_store.store import get_cursor
+from materials_store.store import WriterLock, get_cursor
 
 SOURCES_UNDER_TEST = source_names()
 REST_SOURCES = [s for s in SOURCES_UNDER_TEST if SOURCES[s][1] == "rest"]
@@ -132,17 +136,17 @@ def test_once_a_window_has_waited_a_sync_writes_in_small_chunks(
     """A hub worker waiting for the store (its flock on the ``-append.wait`` file, held here from another
     open file) makes the load commit, let it in, and go on in short write transactions."""
     batches: list[list[int]] = []  # the chunk sizes of each batch's load
-    real_upsert, real_load = pipeline.upsert_materials, pipeline.load_batch
+    real_write, real_load = pipeline.write_materials, pipeline.load_batch
 
-    def upsert(session: object, **kwargs: Any) -> Any:
-        batches[-1].append(len(kwargs["items"]))
-        return real_upsert(session, **kwargs)  # type: ignore[arg-type]
+    def write(session: object, **kwargs: Any) -> Any:
+        batches[-1].append(len(kwargs["materials"]))
+        return real_write(session, **kwargs)  # type: ignore[arg-type]
 
     def load(*args: Any, **kwargs: Any) -> Any:
         batches.append([])
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "upsert_materials", upsert)
+    monkeypatch.setattr(pipeline, "write_materials", write)
     monkeypatch.setattr(pipeline, "load_batch", load)
     monkeypatch.setattr(pipeline, "LOAD_CHUNK_ROWS", 20)
     monkeypatch.setattr(pipeline, "LOAD_SHARED_CHUNK_ROWS", 5)
@@ -170,19 +174,74 @@ def test_once_a_window_has_waited_a_sync_writes_in_small_chunks(
     assert hurried.loaded + hurried.unchanged + hurried.quarantined == hurried.extracted
 
 
+def test_a_window_waiting_for_the_store_waits_for_no_encryption(
+    sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a hub worker waits for the store, the load seals its next rows (subjects, payloads and
+    quarantined rows encrypted) only while it has let go of the writer lock: the window waits for the
+    load's SQL, not its CPU work."""
+    holding = threading.local()  # whether this thread holds the writer lock
+    real_held, real_encrypt_many, real_encrypt = WriterLock.held, Keyring.encrypt_many, Keyring.encrypt
+    real_let_go = WriterLock.let_waiters_in
+
+    @contextmanager
+    def held(self: WriterLock, **kwargs: Any) -> Iterator[bool]:
+        with real_held(self, **kwargs) as got:
+            holding.on = got
+            try:
+                yield got
+            finally:
+                holding.on = False
+
+    def let_waiters_in(self: WriterLock, pause: float, **kwargs: Any) -> bool:
+        holding.on = False
+        try:
+            return real_let_go(self, pause, **kwargs)
+        finally:
+            holding.on = True
+
+    under_lock: list[bool] = []  # one entry per value encrypted
+
+    def encrypt_many(self: Keyring, plaintexts: Sequence[bytes], aads: Sequence[bytes]) -> Any:
+        under_lock.extend(getattr(holding, "on", False) for _ in plaintexts)
+        return real_encrypt_many(self, plaintexts, aads)
+
+    def encrypt(self: Keyring, plaintext: bytes, **kwargs: Any) -> Any:
+        under_lock.append(getattr(holding, "on", False))
+        return real_encrypt(self, plaintext, **kwargs)
+
+    monkeypatch.setattr(WriterLock, "held", held)
+    monkeypatch.setattr(WriterLock, "let_waiters_in", let_waiters_in)
+    monkeypatch.setattr(Keyring, "encrypt_many", encrypt_many)
+    monkeypatch.setattr(Keyring, "encrypt", encrypt)
+    monkeypatch.setattr(pipeline, "LOAD_CHUNK_ROWS", 20)
+    monkeypatch.setattr(pipeline, "LOAD_SHARED_CHUNK_ROWS", 5)
+    monkeypatch.setattr(pipeline, "LOAD_CHUNK_PAUSE", 0)
+    waiter = os.open(f"{store.engine.url.database}-append.wait", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(waiter, fcntl.LOCK_SH)  # what a waiting hub worker holds
+        report = run_sync("police_id_card", handle=store, batch_rows=80)
+    finally:
+        os.close(waiter)
+    assert report.state == "success", report.error
+    assert report.loaded and report.quarantined
+    assert len(under_lock) >= report.loaded + report.quarantined  # the payloads at least
+    assert not any(under_lock)
+
+
 def test_a_load_writes_through_a_page_cache_of_its_own_size(
     sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The load's transactions run with :data:`LOAD_CACHE_MIB` of page cache, so a 50,000-row transaction
     keeps the random-key index pages it writes in memory until it commits."""
     seen: list[int] = []
-    real_upsert = pipeline.upsert_materials
+    real_write = pipeline.write_materials
 
-    def upsert(session: Any, **kwargs: Any) -> Any:
+    def write(session: Any, **kwargs: Any) -> Any:
         seen.append(session.connection().exec_driver_sql("PRAGMA cache_size").scalar())
-        return real_upsert(session, **kwargs)
+        return real_write(session, **kwargs)
 
-    monkeypatch.setattr(pipeline, "upsert_materials", upsert)
+    monkeypatch.setattr(pipeline, "write_materials", write)
     assert run_sync("police_id_card", handle=store).state == "success"
     assert seen and set(seen) == {-pipeline.LOAD_CACHE_MIB * 1024}
     assert pipeline.LOAD_CACHE_MIB * 1024 > 65536  # more than the store's other connections keep
