@@ -130,6 +130,18 @@ def test_a_crash_between_the_write_chunks_of_a_batch_loses_and_doubles_nothing(
     assert (len(loaded), versions, quarantined) == (good, good, bad)
 
 
+@contextmanager
+def _a_window_waiting(store: StoreHandle) -> Iterator[None]:
+    """For the block, what a hub worker waiting for the store holds: a shared flock on the store's
+    ``-append.wait`` file, from an open file of its own."""
+    waiter = os.open(f"{store.engine.url.database}-append.wait", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(waiter, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(waiter)
+
+
 def test_once_a_window_has_waited_a_sync_writes_in_small_chunks(
     sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -157,13 +169,9 @@ def test_once_a_window_has_waited_a_sync_writes_in_small_chunks(
     assert all(set(sizes[:-1]) <= {20} for sizes in batches)  # nobody waiting: full chunks
     unhurried_commits, batches[:] = commits["n"], []
 
-    waiter = os.open(f"{store.engine.url.database}-append.wait", os.O_RDWR)
-    try:
-        fcntl.flock(waiter, fcntl.LOCK_SH)  # what a waiting hub worker holds
+    with _a_window_waiting(store):
         control.advance(sandbox, updates=60, new=0)
         hurried = run_sync("police_id_card", handle=store, batch_rows=40)
-    finally:
-        os.close(waiter)
     assert hurried.state == unhurried.state == "success"
     long_batches = [sizes for sizes in batches if sum(sizes) > 25]
     assert long_batches
@@ -217,12 +225,8 @@ def test_a_window_waiting_for_the_store_waits_for_no_encryption(
     monkeypatch.setattr(pipeline, "LOAD_CHUNK_ROWS", 20)
     monkeypatch.setattr(pipeline, "LOAD_SHARED_CHUNK_ROWS", 5)
     monkeypatch.setattr(pipeline, "LOAD_CHUNK_PAUSE", 0)
-    waiter = os.open(f"{store.engine.url.database}-append.wait", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(waiter, fcntl.LOCK_SH)  # what a waiting hub worker holds
+    with _a_window_waiting(store):
         report = run_sync("police_id_card", handle=store, batch_rows=80)
-    finally:
-        os.close(waiter)
     assert report.state == "success", report.error
     assert report.loaded and report.quarantined
     assert len(under_lock) >= report.loaded + report.quarantined  # the payloads at least
