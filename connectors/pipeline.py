@@ -352,11 +352,11 @@ def load_batch(
                 session.connection().exec_driver_sql(f"PRAGMA cache_size=-{LOAD_CACHE_MIB * 1024}")
                 # Its commits do not checkpoint the WAL: it does, after each, with waiters let in first.
                 session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=0")
-            size = LOAD_SHARED_CHUNK_ROWS if shared else LOAD_CHUNK_ROWS
+            size = (LOAD_SHARED_CHUNK_ROWS if shared else LOAD_CHUNK_ROWS) if embedded else len(materials)
             if len(sealed) < size:  # under the lock, so only when nobody has waited since the last seal
                 seal_ahead(LOAD_CHUNK_ROWS - len(sealed))
-            chunk = sealed[: size if embedded else len(sealed)]
-            del sealed[: len(chunk)]
+            chunk = sealed[:size]
+            del sealed[:size]
             result = write_materials(session, materials=chunk, source=contract.source, run_id=run_id)
             settle_arrivals(session, result=result, type_codes=[contract.material_type.code])  # promises
             total.inserted += result.inserted
