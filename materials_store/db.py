@@ -73,6 +73,13 @@ def own_server_connection(engine: Engine) -> Any:
     return connection
 
 
+def server_connect_args(engine: Engine) -> dict[str, Any]:
+    """How ``engine`` connects to PostgreSQL, as keyword arguments of psycopg's ``connect`` (sync or
+    async), without SQLAlchemy's adapters: for fixed SQL on connections of one's own."""
+    _args, kwargs = engine.dialect.create_connect_args(engine.url)
+    return {name: value for name, value in kwargs.items() if name != "context"}
+
+
 def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     """The store's engine for these settings (SQLite under ``settings.home`` unless a URL is set)."""
     return engine_for_url(settings.resolved_database_url, **kwargs)

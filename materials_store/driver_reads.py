@@ -7,6 +7,9 @@ pool's reset a ROLLBACK, two more round trips. Here each read borrows a connecti
 themselves (the engine's, with its settings, taken out of the pool for good), in autocommit and
 read-only, and runs fixed SQL on it.
 
+On PostgreSQL a hub worker awaits the same reads on its event loop (:class:`LoopReads`, psycopg's
+``AsyncConnection``) instead of sending them to a thread.
+
 The SQL mirrors :func:`materials_store.store.client_status`, :func:`~materials_store.store.find_subject_row`
 with :func:`~materials_store.store.latest_materials`, and :func:`~materials_store.store.last_runs`; a test
 runs both over the same store, on each backend, and compares the answers.
@@ -20,7 +23,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, event
 
-from materials_store.db import own_connection, own_server_connection
+from materials_store.db import own_connection, own_server_connection, server_connect_args
 from materials_store.store import MaterialView
 
 _CLIENT_STATUS = "SELECT status FROM clients WHERE id = ?"
@@ -124,13 +127,24 @@ class DriverReads:
         return rows
 
     def client_status(self, client_id: str) -> str | None:
-        rows = self._rows("client", (client_id,))
-        return str(rows[0][0]) if rows else None
+        return self.status_from(self._rows("client", (client_id,)))
 
     def subject_and_materials(self, blind_index: str) -> tuple[SubjectRow | None, list[MaterialView]]:
         """The subject with this blind index (or None) and its valid materials, as
         :func:`~materials_store.store.latest_materials` lists them, in one statement (one round trip)."""
-        rows = self._rows("subject_and_materials", (blind_index,))
+        return self.subject_from(self._rows("subject_and_materials", (blind_index,)))
+
+    def last_synced(self) -> dict[str, dt.datetime | None]:
+        """When each source whose newest run succeeded finished it."""
+        return self.synced_from(self._rows("runs"))
+
+    # -- the answers, from the rows of each read (shared with LoopReads) ----------------------
+
+    @staticmethod
+    def status_from(rows: list[tuple[Any, ...]]) -> str | None:
+        return str(rows[0][0]) if rows else None
+
+    def subject_from(self, rows: list[tuple[Any, ...]]) -> tuple[SubjectRow | None, list[MaterialView]]:
         if not rows:
             return None, []
         return SubjectRow(*rows[0][:5]), [self._view(row[5:]) for row in rows if row[5] is not None]
@@ -143,14 +157,66 @@ class DriverReads:
             sha, self._moment(created),
         )  # fmt: skip
 
-    def last_synced(self) -> dict[str, dt.datetime | None]:
-        """When each source whose newest run succeeded finished it."""
+    def synced_from(self, rows: list[tuple[Any, ...]]) -> dict[str, dt.datetime | None]:
         moment = self._moment
         return {
-            source: finished and moment(finished)
-            for source, state, finished in self._rows("runs")
-            if state == "success"
+            source: finished and moment(finished) for source, state, finished in rows if state == "success"
         }
+
+
+class LoopReads:
+    """:class:`DriverReads` on PostgreSQL, awaited on the event loop through psycopg's
+    ``AsyncConnection``: a lookup's round trips take no thread, so there is no hand-off to one and back
+    and no contention with it for the GIL. (In one process, a plain lookup on PostgreSQL cost about
+    1.3 ms of CPU through a thread against 0.7 ms without one.)
+
+    Its connections belong to the loop that opened them: a worker makes it for its serving loop, when it
+    starts, and closes it when it stops (:func:`hub.api.app.create_app`'s lifespan). Connections are kept
+    and borrowed as :class:`DriverReads` keeps them: one per read in flight, read-only, in autocommit; one
+    whose read failed (or was cancelled) is closed, not given back.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.reads = driver_reads(engine)  # its SQL, and how it turns rows into answers
+        if self.reads.sqlite:
+            raise TypeError("reads on the event loop are for PostgreSQL; SQLite reads take no round trip")
+        self.engine = engine
+        self._connect = server_connect_args(engine)
+        self._idle: list[Any] = []
+
+    async def _open(self) -> Any:
+        import psycopg
+
+        connection = await psycopg.AsyncConnection.connect(autocommit=True, **self._connect)
+        await connection.execute("SET default_transaction_read_only = on")
+        return connection
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
+    async def _rows(self, name: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            connection = await self._open()
+        try:
+            cursor = await connection.execute(self.reads.sql[name], parameters)
+            rows: list[tuple[Any, ...]] = await cursor.fetchall()
+        except BaseException:
+            await connection.close()
+            raise
+        self._idle.append(connection)
+        return rows
+
+    async def client_status(self, client_id: str) -> str | None:
+        return self.reads.status_from(await self._rows("client", (client_id,)))
+
+    async def subject_and_materials(self, blind_index: str) -> tuple[SubjectRow | None, list[MaterialView]]:
+        return self.reads.subject_from(await self._rows("subject_and_materials", (blind_index,)))
+
+    async def last_synced(self) -> dict[str, dt.datetime | None]:
+        return self.reads.synced_from(await self._rows("runs"))
 
 
 @functools.cache

@@ -18,6 +18,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from contracts import MaterialTypeSpec
 from materials_store.crypto import Keyring
-from materials_store.db import own_connection, own_server_connection
+from materials_store.db import own_connection, own_server_connection, server_connect_args
 from materials_store.errors import Conflict, DataError, NotFound
 from materials_store.identity import CHINA_TZ, Identifier
 from materials_store.models import (
@@ -1431,6 +1432,9 @@ class UsageAppender:
         self.server: Any = None  # PostgreSQL: its own psycopg connection, made on first use
         self.server_lock = threading.Lock()
         self.integrity_errors: tuple[type[BaseException], ...] = (IntegrityError, sqlite3.IntegrityError)
+        # PostgreSQL: the appends of each event loop that submits records (submit_on_loop).
+        self.loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AppendsOnLoop]
+        self.loops = weakref.WeakKeyDictionary()
         if not self.sqlite:
             import psycopg
 
@@ -1460,15 +1464,34 @@ class UsageAppender:
             self.wake.notify()
 
     def submit_on_loop(self, entry: dict[str, Any], loop: asyncio.AbstractEventLoop) -> PendingUsage:
-        """Queue one record from code running on ``loop``'s thread: the records queued during one turn of
-        the loop are appended together, on the loop's thread, once that turn's callbacks have run (no
-        hand-off to the writer thread and back). When another writer holds the store (a sync's load),
-        the batch goes to the writer thread instead: the loop never waits for the lock."""
+        """Queue one record from code running on ``loop``'s thread (no hand-off to the writer thread and
+        back, whose contention for the GIL cost more than the append).
+
+        SQLite: the records queued during one turn of the loop are appended together, on the loop's
+        thread, once that turn's callbacks have run. When another writer holds the store (a sync's load),
+        the batch goes to the writer thread instead: the loop never waits for the lock.
+
+        PostgreSQL: a task on the loop appends them (:class:`_AppendsOnLoop`), so the loop goes on serving
+        while an append waits for the chain's lock and its commit; what queues meanwhile is the next batch.
+        """
         item = PendingUsage(entry)
+        if not self.sqlite:
+            on_loop = self.loops.get(loop)
+            if on_loop is None:
+                on_loop = self.loops[loop] = _AppendsOnLoop(self, loop)
+            on_loop.submit(item)
+            return item
         if not self.loop_queue:
             loop.call_soon(self._flush_loop)
         self.loop_queue.append(item)
         return item
+
+    async def close_on_loop(self) -> None:
+        """Finish the appends queued on the running loop and close its PostgreSQL connection (a worker
+        shutting down)."""
+        on_loop = self.loops.pop(asyncio.get_running_loop(), None)
+        if on_loop is not None:
+            await on_loop.close()
 
     def _flush_loop(self) -> None:
         batch, self.loop_queue = self.loop_queue, []
@@ -1589,8 +1612,17 @@ class UsageAppender:
         the primary key on ``seq`` refuses a fork whatever happens."""
         head = execute(self.sql["head"]).fetchone()
         if head is None and not self.sqlite:
-            execute("SELECT pg_advisory_xact_lock(4242001)")
+            execute(_FIRST_APPEND_LOCK)
             head = execute(self.sql["head"]).fetchone()
+        rows, last = self._chained_rows(entries, head)
+        executemany(self.sql["insert"], rows)
+        execute(self.sql["move" if head else "start"], last)
+
+    def _chained_rows(
+        self, entries: list[dict[str, Any]], head: Any
+    ) -> tuple[list[tuple[Any, ...]], tuple[int, str]]:
+        """The driver-level rows of ``entries`` chained after ``head`` (None: the chain's start), and the
+        new head's ``(seq, hash)``."""
         prev_seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS_HASH)
         json_value = _json_text if self.sqlite else _json_parameter()
         rows = []
@@ -1601,13 +1633,91 @@ class UsageAppender:
                 tuple(json_value(values[n]) if n in _USAGE_JSON else values[n] for n in _USAGE_COLUMNS)
             )
             prev_seq, prev_hash = values["seq"], values["hash"]
-        executemany(self.sql["insert"], rows)
-        execute(self.sql["move" if head else "start"], (prev_seq, prev_hash))
+        return rows, (prev_seq, prev_hash)
 
     def driver_moment(self, value: dt.datetime) -> Any:
         if self.sqlite:  # SQLAlchemy's SQLite DATETIME storage format, in UTC (as DriverValues.moment)
             return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         return value
+
+
+#: Before the chain's first record there is no head row to lock: the first appenders take this instead.
+_FIRST_APPEND_LOCK = "SELECT pg_advisory_xact_lock(4242001)"
+
+
+class _AppendsOnLoop:
+    """A :class:`UsageAppender`'s appends on one event loop, on PostgreSQL: one task at a time appends
+    what has queued, batch after batch, over an ``AsyncConnection`` of the loop's own, in the two round
+    trips :meth:`UsageAppender._write_server` takes."""
+
+    def __init__(self, appender: UsageAppender, loop: asyncio.AbstractEventLoop) -> None:
+        self.appender = appender
+        self.loop = loop
+        self.queue: list[PendingUsage] = []
+        self.task: asyncio.Task[None] | None = None
+        self.connection: Any = None
+
+    def submit(self, item: PendingUsage) -> None:
+        self.queue.append(item)
+        if self.task is None:
+            self.task = self.loop.create_task(self._drain())
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await self.task
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                error: BaseException | None = None
+                try:
+                    await self._write([item.entry for item in batch])
+                except Exception as failure:  # noqa: BLE001 - handed to every waiter of the batch
+                    error = failure
+                for item in batch:
+                    item._finish(error)
+        finally:
+            self.task = None
+
+    async def _write(self, entries: list[dict[str, Any]]) -> None:
+        appender = self.appender
+        for attempt in range(appender.attempts):
+            try:
+                await self._write_once(entries)
+                return
+            except appender.integrity_errors:
+                await asyncio.sleep(0.002 * (attempt + 1))
+        raise Conflict("the audit chain is too busy; retry")
+
+    async def _write_once(self, entries: list[dict[str, Any]]) -> None:
+        """One transaction; a connection whose write failed is closed, not reused."""
+        from psycopg import AsyncConnection
+
+        appender = self.appender
+        if self.connection is None:
+            self.connection = await AsyncConnection.connect(**server_connect_args(appender.engine))
+        connection = self.connection
+        try:
+            async with connection.pipeline():
+                cursor = connection.cursor()
+                await cursor.execute(appender.sql["head"])
+                head = await cursor.fetchone()
+                if head is None:
+                    await cursor.execute(_FIRST_APPEND_LOCK)
+                    await cursor.execute(appender.sql["head"])
+                    head = await cursor.fetchone()
+                rows, last = appender._chained_rows(entries, head)
+                await cursor.executemany(appender.sql["insert"], rows)
+                await cursor.execute(appender.sql["move" if head else "start"], last)
+                await connection.commit()
+        except BaseException:
+            self.connection = None
+            await connection.close()
+            raise
 
 
 _USAGE_COLUMNS = (

@@ -29,10 +29,11 @@ from hub.api.routes import (
     sources,
     usage,
 )
-from materials_store.driver_reads import driver_reads
+from materials_store.driver_reads import LoopReads, driver_reads
 from materials_store.identity import load_division_codes
-from materials_store.runtime import open_store
+from materials_store.runtime import StoreHandle, open_store
 from materials_store.settings import Settings, get_settings
+from materials_store.store import usage_appender
 
 
 class BodyLimit:
@@ -69,9 +70,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # flight (100-160 ms each, several a minute under load; about nothing once frozen).
     gc.collect()
     gc.freeze()
+    handle: StoreHandle = app.state.store
+    if not handle.embedded:  # PostgreSQL: plain lookups await their reads on this loop
+        app.state.loop_reads = LoopReads(handle.engine)
     yield
     gc.unfreeze()
-    driver_reads(app.state.store.engine).close()
+    if not handle.embedded:
+        await app.state.loop_reads.close()
+        await usage_appender(handle.engine).close_on_loop()
+    driver_reads(handle.engine).close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -16,11 +16,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from hub.api.jose import TokenService
 from hub.api.problems import Forbidden, Unauthorized
 from materials_store.crypto import Keyring
-from materials_store.driver_reads import driver_reads
+from materials_store.driver_reads import LoopReads, driver_reads
 from materials_store.models import Client
 from materials_store.runtime import StoreHandle
 from materials_store.store import PendingUsage, client_status, get_client
@@ -109,6 +110,18 @@ def caller_at_driver(request: Request, handle: StoreHandle, claims: dict[str, An
             return get_client(session, client_id=client_id)
 
     return known_caller(request, claims, load=load, status=driver_reads(handle.engine).client_status)
+
+
+async def caller_on_loop(
+    request: Request, handle: StoreHandle, claims: dict[str, Any], reads: LoopReads
+) -> Caller:
+    """:func:`caller_at_driver` with the status read awaited on the event loop (:class:`LoopReads`). A
+    client's first request in this process loads its row, in a thread."""
+    client_id = str(claims["sub"])
+    if client_id not in request.app.state.__dict__.get("clients", {}):
+        return await run_in_threadpool(caller_at_driver, request, handle, claims)
+    status = await reads.client_status(client_id)
+    return known_caller(request, claims, load=lambda _client_id: None, status=lambda _client_id: status)
 
 
 def known_caller(

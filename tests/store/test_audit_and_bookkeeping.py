@@ -311,3 +311,78 @@ def test_the_appender_checkpoints_the_wal_itself_outside_its_commits(tmp_path: P
     # Without its checkpoints all 300 commits (900 pages and more) would still be in the WAL.
     assert frames < 200, frames
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_appends_on_an_event_loop_leave_it_serving_while_the_chain_is_locked(postgres_url: str) -> None:
+    """On PostgreSQL, records submitted on an event loop (a hub worker's lookups) are appended by a task on
+    that loop: while another transaction holds the chain's head, the loop goes on serving, and once it is
+    let go the records join the one chain. (Appending on the loop's thread stalled it for the whole wait.)"""
+    import asyncio
+    import time
+
+    from sqlalchemy import text
+
+    from materials_store.db import engine_for_url, session_factory, upgrade
+    from materials_store.store import UsageAppender
+    from tests.store.conftest import _fresh_postgres
+
+    engine = engine_for_url(_fresh_postgres(postgres_url))
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions() as session:  # the chain's first record: from here on there is a head row to lock
+        record_usage(session, client_id="dept", client_kind="department", action="push", outcome="ok")
+        session.commit()
+    locked, release = threading.Event(), threading.Event()
+
+    def other_writer() -> None:
+        with sessions() as session:
+            session.execute(text("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"))
+            locked.set()
+            release.wait(timeout=10)
+            session.rollback()
+
+    holder = threading.Thread(target=other_writer)
+    holder.start()
+    assert locked.wait(timeout=10)
+    appender = UsageAppender(engine)
+
+    async def serve() -> tuple[float, list[bool]]:
+        loop = asyncio.get_running_loop()
+        items = [
+            appender.submit_on_loop(
+                {
+                    "client_id": "w",
+                    "client_kind": "window",
+                    "action": "lookup",
+                    "outcome": "ok",
+                    "case_ref": f"C-{n}",
+                },
+                loop,
+            )  # fmt: skip
+            for n in range(3)
+        ]
+        longest, last = 0.0, time.monotonic()
+        for _ in range(30):  # the loop serves other work meanwhile: here, 30 ticks of 10 ms
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+        waiting = [not item.done.is_set() for item in items]
+        release.set()
+        for item in items:
+            while not item.done.is_set():
+                await asyncio.sleep(0.01)
+            assert item.error is None
+        await appender.close_on_loop()
+        return longest, waiting
+
+    longest, waiting = asyncio.run(serve())
+    holder.join()
+    assert waiting == [True, True, True]  # the records waited for the chain...
+    assert longest < 0.2, longest  # ...and the loop did not (it went on within 10 ms ticks)
+    with sessions() as session:
+        report = verify_usage_chain(session)
+        cases = session.scalars(select(UsageRecord.case_ref).order_by(UsageRecord.seq)).all()
+    assert report.ok, report
+    assert cases == [None, "C-0", "C-1", "C-2"]
+    engine.dispose()

@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from materials_store.crypto import Keyring
 from materials_store.driver_reads import DriverReads, driver_reads
 from materials_store.store import (
     MaterialInput,
@@ -172,3 +173,66 @@ def test_threads_reading_at_once_each_borrow_a_connection(store: Store, reads: D
     for thread in threads:
         thread.join()
     assert len({id(connection) for connection in reads._idle}) == 3
+
+
+@pytest.mark.postgres
+def test_reads_awaited_on_the_loop_answer_as_the_driver_reads(postgres_url: str) -> None:
+    """PostgreSQL's plain lookups await their reads on the event loop (:class:`LoopReads`): the same
+    answers as :class:`DriverReads`, on connections kept between reads, and a connection whose read failed
+    is closed, not kept."""
+    import asyncio
+
+    from materials_store.db import engine_for_url, session_factory, upgrade
+    from materials_store.driver_reads import LoopReads
+    from materials_store.store import sync_material_types
+    from tests.store.conftest import TypeSpec, _fresh_postgres
+
+    engine = engine_for_url(_fresh_postgres(postgres_url))
+    upgrade(engine)
+    keyring = Keyring.generate()
+    sessions = session_factory(engine)
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with sessions() as session:
+        sync_material_types(session, specs=[TypeSpec("police.hukou"), TypeSpec("tax.payment_certificate")])
+        upsert_materials(
+            session, keyring=keyring, source="mixed",
+            items=[_material(1, "police.hukou", "HK1", dt.date(2026, 1, 5)),
+                   _material(1, "tax.payment_certificate", "WS1", dt.date(2026, 2, 1))],
+        )  # fmt: skip
+        client = add_client(session, kind="window", name="窗口", public_key_pem=pem.decode())
+        run = start_run(session, source="police")
+        finish_run(session, run_id=run.id, state="success")
+        session.commit()
+    known, unknown = keyring.blind_index(person(1).value), keyring.blind_index(person(2).value)
+    reads = DriverReads(engine)
+
+    async def on_loop() -> None:
+        loop_reads = LoopReads(engine)
+        try:
+            assert await loop_reads.subject_and_materials(known) == reads.subject_and_materials(known)
+            assert len((await loop_reads.subject_and_materials(known))[1]) == 2
+            assert await loop_reads.subject_and_materials(unknown) == (None, [])
+            assert await loop_reads.client_status(client.id) == "active"
+            assert await loop_reads.client_status("nobody") is None
+            assert await loop_reads.last_synced() == reads.last_synced() != {}
+            # Reads one after another share one connection; reads at once each borrow their own.
+            (kept,) = loop_reads._idle
+            await asyncio.gather(*(loop_reads.client_status(client.id) for _ in range(3)))
+            assert kept in loop_reads._idle and len(loop_reads._idle) == 3
+            for extra in [connection for connection in loop_reads._idle if connection is not kept]:
+                await extra.close()
+            loop_reads._idle[:] = [kept]
+            sql = loop_reads.reads.sql
+            loop_reads.reads.sql = {**sql, "client": sql["client"].replace("clients", "no_table")}
+            with pytest.raises(Exception, match="no_table"):
+                await loop_reads.client_status(client.id)
+            assert loop_reads._idle == [] and kept.closed
+            loop_reads.reads.sql = sql
+            assert await loop_reads.client_status(client.id) == "active"  # on a new connection
+        finally:
+            await loop_reads.close()
+
+    asyncio.run(on_loop())
+    reads.close()
+    engine.dispose()

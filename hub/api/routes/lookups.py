@@ -8,10 +8,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import bearer_claims, caller_at_driver, caller_in_session, check_scope, durable
+from hub.api.deps import (
+    bearer_claims,
+    caller_at_driver,
+    caller_in_session,
+    caller_on_loop,
+    check_scope,
+    durable,
+)
 from hub.api.jose import detached_jws
-from hub.api.services.lookups import LookupRequest, LookupResponse, lookup, plain_lookup
-from materials_store.driver_reads import driver_reads
+from hub.api.services.lookups import LookupRequest, LookupResponse, lookup, plain_lookup, plain_lookup_on_loop
+from materials_store.driver_reads import LoopReads, driver_reads
 from materials_store.runtime import StoreHandle
 from materials_store.store import PendingUsage, deferred_usage, submit_usage
 
@@ -58,12 +65,26 @@ async def post_lookup(lookup_request: LookupRequest, request: Request) -> Respon
         body = result.model_dump_json().encode("utf-8")
         return body, detached_jws(body, handle.keyring.current_signing_key)
 
+    async def answer_on_loop(reads: LoopReads) -> tuple[bytes, str]:
+        # A plain lookup on PostgreSQL: its round trips awaited here, on the event loop, its record's too
+        # (:meth:`~materials_store.store.UsageAppender.submit_on_loop`).
+        with deferred_usage(pending):
+            caller = check_scope(await caller_on_loop(request, handle, claims, reads), "lookup")
+            result = await plain_lookup_on_loop(
+                reads, keyring=handle.keyring, caller=caller.client, request=lookup_request,
+                record=partial(submit_usage, handle.engine),
+            )  # fmt: skip
+        return signed(result)
+
+    loop_reads: LoopReads | None = getattr(request.app.state, "loop_reads", None)
     try:
         if lookup_request.service_item or lookup_request.bundle:
             body, signature = await run_in_threadpool(answer)
         elif handle.embedded:  # reads in this process, shorter than the hand-off to a thread and back
             body, signature = answer_plain()
-        else:  # network round trips to PostgreSQL: off the event loop
+        elif loop_reads is not None:  # network round trips to PostgreSQL, awaited without a thread
+            body, signature = await answer_on_loop(loop_reads)
+        else:  # an app whose lifespan has not run: its reads in a thread
             body, signature = await run_in_threadpool(answer_plain)
     finally:
         await durable(pending)  # the answer (or refusal) goes out only once its usage record is stored

@@ -16,6 +16,7 @@ from contracts.service_items import load_service_catalogue
 from hub.api.services.readiness import Readiness, assess_case, plan_for
 from materials_store.cases import remember_case_materials
 from materials_store.crypto import Keyring
+from materials_store.driver_reads import LoopReads
 from materials_store.errors import DataError, NotFound
 from materials_store.identity import Identifier, mask, parse_identifier
 from materials_store.models import Client
@@ -105,14 +106,23 @@ SYNC_TIMES_MAX_AGE = 2.0
 _sync_times: dict[int, tuple[float, dict[str, dt.datetime | None]]] = {}
 
 
+def _recent_sync_times(engine: Engine) -> dict[str, dt.datetime | None] | None:
+    """The sources' last sync times read at most ``SYNC_TIMES_MAX_AGE`` seconds ago, if there are any."""
+    cached = _sync_times.get(id(engine))
+    if cached is None or time.monotonic() - cached[0] > SYNC_TIMES_MAX_AGE:
+        return None
+    return cached[1]
+
+
+def _keep_sync_times(engine: Engine, synced: dict[str, dt.datetime | None]) -> dict[str, dt.datetime | None]:
+    _sync_times[id(engine)] = (time.monotonic(), synced)
+    return synced
+
+
 def _last_synced(reads: LookupReads) -> dict[str, dt.datetime | None]:
     """When each source last synced successfully, as of at most ``SYNC_TIMES_MAX_AGE`` seconds ago."""
-    key = id(reads.engine)
-    cached = _sync_times.get(key)
-    now = time.monotonic()
-    if cached is None or now - cached[0] > SYNC_TIMES_MAX_AGE:
-        cached = _sync_times[key] = (now, reads.last_synced())
-    return cached[1]
+    synced = _recent_sync_times(reads.engine)
+    return synced if synced is not None else _keep_sync_times(reads.engine, reads.last_synced())
 
 
 def mask_name(name: str | None) -> str | None:
@@ -122,8 +132,7 @@ def mask_name(name: str | None) -> str | None:
     return name[0] + "*" * (len(name) - 1)
 
 
-def _listed(reads: LookupReads, views: list[MaterialView]) -> list[MaterialOnFile]:
-    synced = _last_synced(reads)
+def _listed(synced: dict[str, dt.datetime | None], views: list[MaterialView]) -> list[MaterialOnFile]:
     return [
         MaterialOnFile(
             id=view.id,
@@ -194,19 +203,55 @@ def plain_lookup(
     identifier = parse_identifier(request.id)
     index = keyring.blind_index(identifier.value)
     subject, views = reads.subject_and_materials(index)
-    outcome = "found" if views else "nothing_on_file"
-    record(
-        client_id=caller.id, client_kind=caller.kind, window=caller.org, action="lookup", outcome=outcome,
-        case_ref=request.case_ref, purpose=request.purpose, subject_index=index,
-        material_ids=[view.id for view in views],
-    )  # fmt: skip
+    _record_plain(caller, request, index, views, record)
     if not views or subject is None:
         raise NotFound("nothing is on file for this identifier")
+    return _plain_answer(keyring, request, identifier, subject, views, _last_synced(reads))
+
+
+async def plain_lookup_on_loop(
+    reads: LoopReads,
+    *,
+    keyring: Keyring,
+    caller: Client,
+    request: LookupRequest,
+    record: Callable[..., None],
+) -> LookupResponse:
+    """:func:`plain_lookup` with its reads awaited on the event loop (PostgreSQL: :class:`LoopReads`)."""
+    identifier = parse_identifier(request.id)
+    index = keyring.blind_index(identifier.value)
+    subject, views = await reads.subject_and_materials(index)
+    _record_plain(caller, request, index, views, record)
+    if not views or subject is None:
+        raise NotFound("nothing is on file for this identifier")
+    synced = _recent_sync_times(reads.engine)
+    if synced is None:
+        synced = _keep_sync_times(reads.engine, await reads.last_synced())
+    return _plain_answer(keyring, request, identifier, subject, views, synced)
+
+
+def _record_plain(
+    caller: Client, request: LookupRequest, index: str, views: list[MaterialView], record: Callable[..., None]
+) -> None:
+    record(
+        client_id=caller.id, client_kind=caller.kind, window=caller.org, action="lookup",
+        outcome="found" if views else "nothing_on_file", case_ref=request.case_ref, purpose=request.purpose,
+        subject_index=index, material_ids=[view.id for view in views],
+    )  # fmt: skip
+
+
+def _plain_answer(
+    keyring: Keyring,
+    request: LookupRequest,
+    identifier: Identifier,
+    subject: SubjectRecord,
+    views: list[MaterialView],
+    synced: dict[str, dt.datetime | None],
+) -> LookupResponse:
     return LookupResponse(
-        subject=_subject_view(keyring, identifier, subject),
-        case_ref=request.case_ref,
-        materials=_listed(reads, views),
-    )
+        subject=_subject_view(keyring, identifier, subject), case_ref=request.case_ref,
+        materials=_listed(synced, views),
+    )  # fmt: skip
 
 
 def readiness_lookup(
@@ -248,6 +293,6 @@ def readiness_lookup(
     return LookupResponse(
         subject=_subject_view(keyring, identifier, subject),
         case_ref=request.case_ref,
-        materials=_listed(SessionReads(session), case.materials),
+        materials=_listed(_last_synced(SessionReads(session)), case.materials),
         readiness=case.readiness,
     )
