@@ -17,6 +17,7 @@ runs both over the same store, on each backend, and compares the answers.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 from typing import Any, NamedTuple
@@ -164,6 +165,10 @@ class DriverReads:
         }
 
 
+#: Reads in flight at once (so connections) of a worker's :class:`LoopReads`.
+LOOP_READ_CONNECTIONS = 8
+
+
 class LoopReads:
     """:class:`DriverReads` on PostgreSQL, awaited on the event loop through psycopg's
     ``AsyncConnection``: a lookup's round trips take no thread, so there is no hand-off to one and back
@@ -173,16 +178,19 @@ class LoopReads:
     Its connections belong to the loop that opened them: a worker makes it for its serving loop, when it
     starts, and closes it when it stops (:func:`hub.api.app.create_app`'s lifespan). Connections are kept
     and borrowed as :class:`DriverReads` keeps them: one per read in flight, read-only, in autocommit; one
-    whose read failed (or was cancelled) is closed, not given back.
+    whose read failed (or was cancelled) is closed, not given back. At most ``connections`` reads are in
+    flight; the others wait for a connection, so a busy worker never opens more than that (the threads it
+    replaced were as many: PostgreSQL refuses connections past ``max_connections``).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, connections: int = LOOP_READ_CONNECTIONS) -> None:
         self.reads = driver_reads(engine)  # its SQL, and how it turns rows into answers
         if self.reads.sqlite:
             raise TypeError("reads on the event loop are for PostgreSQL; SQLite reads take no round trip")
         self.engine = engine
         self._connect = server_connect_args(engine)
         self._idle: list[Any] = []
+        self._in_flight = asyncio.Semaphore(connections)
 
     async def _open(self) -> Any:
         import psycopg
@@ -196,18 +204,19 @@ class LoopReads:
             await self._idle.pop().close()
 
     async def _rows(self, name: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            connection = self._idle.pop()
-        except IndexError:
-            connection = await self._open()
-        try:
-            cursor = await connection.execute(self.reads.sql[name], parameters)
-            rows: list[tuple[Any, ...]] = await cursor.fetchall()
-        except BaseException:
-            await connection.close()
-            raise
-        self._idle.append(connection)
-        return rows
+        async with self._in_flight:
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                connection = await self._open()
+            try:
+                cursor = await connection.execute(self.reads.sql[name], parameters)
+                rows: list[tuple[Any, ...]] = await cursor.fetchall()
+            except BaseException:
+                await connection.close()
+                raise
+            self._idle.append(connection)
+            return rows
 
     async def client_status(self, client_id: str) -> str | None:
         return self.reads.status_from(await self._rows("client", (client_id,)))

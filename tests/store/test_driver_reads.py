@@ -208,7 +208,7 @@ def test_reads_awaited_on_the_loop_answer_as_the_driver_reads(postgres_url: str)
     reads = DriverReads(engine)
 
     async def on_loop() -> None:
-        loop_reads = LoopReads(engine)
+        loop_reads = LoopReads(engine, connections=3)
         try:
             assert await loop_reads.subject_and_materials(known) == reads.subject_and_materials(known)
             assert len((await loop_reads.subject_and_materials(known))[1]) == 2
@@ -220,6 +220,9 @@ def test_reads_awaited_on_the_loop_answer_as_the_driver_reads(postgres_url: str)
             (kept,) = loop_reads._idle
             await asyncio.gather(*(loop_reads.client_status(client.id) for _ in range(3)))
             assert kept in loop_reads._idle and len(loop_reads._idle) == 3
+            # More at once than it may have connections: the rest wait for one, none is opened past three.
+            statuses = await asyncio.gather(*(loop_reads.client_status(client.id) for _ in range(12)))
+            assert statuses == ["active"] * 12 and len(loop_reads._idle) == 3
             for extra in [connection for connection in loop_reads._idle if connection is not kept]:
                 await extra.close()
             loop_reads._idle[:] = [kept]
