@@ -1478,8 +1478,8 @@ class UsageAppender:
         if not self.sqlite:
             on_loop = self.loops.get(loop)
             if on_loop is None:
-                on_loop = self.loops[loop] = _AppendsOnLoop(self, loop)
-            on_loop.submit(item)
+                on_loop = self.loops[loop] = _AppendsOnLoop(self)
+            on_loop.submit(item, loop)
             return item
         if not self.loop_queue:
             loop.call_soon(self._flush_loop)
@@ -1650,17 +1650,16 @@ class _AppendsOnLoop:
     what has queued, batch after batch, over an ``AsyncConnection`` of the loop's own, in the two round
     trips :meth:`UsageAppender._write_server` takes."""
 
-    def __init__(self, appender: UsageAppender, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, appender: UsageAppender) -> None:
         self.appender = appender
-        self.loop = loop
         self.queue: list[PendingUsage] = []
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # (the loop is not kept: it keys the appender's map)
         self.connection: Any = None
 
-    def submit(self, item: PendingUsage) -> None:
+    def submit(self, item: PendingUsage, loop: asyncio.AbstractEventLoop) -> None:
         self.queue.append(item)
         if self.task is None:
-            self.task = self.loop.create_task(self._drain())
+            self.task = loop.create_task(self._drain())
 
     async def close(self) -> None:
         if self.task is not None:
@@ -1676,10 +1675,12 @@ class _AppendsOnLoop:
                 error: BaseException | None = None
                 try:
                     await self._write([item.entry for item in batch])
-                except Exception as failure:  # noqa: BLE001 - handed to every waiter of the batch
+                except BaseException as failure:  # noqa: BLE001 - handed to every waiter of the batch
                     error = failure
                 for item in batch:
                     item._finish(error)
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # cancelled: its waiters are told, and the task ends
         finally:
             self.task = None
 
