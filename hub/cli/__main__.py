@@ -2,4 +2,5 @@
 
 from hub.cli import main
 
-main()
+if __name__ == "__main__":  # a sync's worker process (spawned) imports this module again: it must not run
+    main()

@@ -28,6 +28,13 @@ SOURCES_UNDER_TEST = source_names()
 REST_SOURCES = [s for s in SOURCES_UNDER_TEST if SOURCES[s][1] == "rest"]
 
 
+@pytest.fixture(params=[False, True], ids=["in-process", "worker"])
+def parallel(request: pytest.FixtureRequest) -> bool:
+    """Each run in-process, and with a worker process reading, validating and sealing
+    (:mod:`connectors.worker`, which a bulk sync uses): both must keep the suite's promises."""
+    return bool(request.param)
+
+
 def _counts(store: StoreHandle, source: str) -> tuple[set[str], set[str], int]:
     with store.sessions() as session:
         loaded = set(session.scalars(select(Material.source_record_id).where(Material.source == source)))
@@ -47,20 +54,24 @@ def _expected(home: Path, source: str) -> tuple[set[str], int]:
 
 
 @pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
-def test_full_sync_then_incremental_resume(source: str, sandbox: Path, store: StoreHandle) -> None:
-    first = run_sync(source, handle=store, batch_rows=50)
+def test_full_sync_then_incremental_resume(
+    source: str, parallel: bool, sandbox: Path, store: StoreHandle
+) -> None:
+    first = run_sync(source, handle=store, batch_rows=50, parallel=parallel)
     assert first.state == "success", first.error
     bad, good = _expected(sandbox, source)
     loaded, quarantined, _ = _counts(store, source)
     assert quarantined == bad  # every defective row is in quarantine, nothing else is
     assert len(loaded) == good and not (loaded & bad)  # every good row is in the store
     assert first.extracted == first.loaded + first.unchanged + first.quarantined
+    with store.sessions() as session:  # the run reports the cursor it saved (a batch spans several pages)
+        assert first.cursor == get_cursor(session, source=source)
 
-    again = run_sync(source, handle=store, batch_rows=50)
+    again = run_sync(source, handle=store, batch_rows=50, parallel=parallel)
     assert (again.state, again.extracted, again.loaded) == ("success", 0, 0)
 
     control.advance(sandbox, updates=4, new=3)
-    resumed = run_sync(source, handle=store, batch_rows=50)
+    resumed = run_sync(source, handle=store, batch_rows=50, parallel=parallel)
     assert resumed.state == "success", resumed.error
     assert (resumed.extracted, resumed.loaded, resumed.new_versions) == (7, 7, 4)
     loaded_after, _, versions = _counts(store, source)
@@ -70,7 +81,7 @@ def test_full_sync_then_incremental_resume(source: str, sandbox: Path, store: St
 
 @pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
 def test_crash_mid_batch_loses_and_doubles_nothing(
-    source: str, sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+    source: str, parallel: bool, sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
     real = pipeline.save_cursor
@@ -84,12 +95,12 @@ def test_crash_mid_batch_loses_and_doubles_nothing(
     # Small pages, so even the smallest source has a second batch to crash in.
     monkeypatch.setenv(f"ONECERT_SOURCE_{source.upper()}_PAGE_SIZE", "5")
     monkeypatch.setattr(pipeline, "save_cursor", crash_on_second_batch)
-    crashed = run_sync(source, handle=store, batch_rows=5)
+    crashed = run_sync(source, handle=store, batch_rows=5, parallel=parallel)
     assert crashed.state == "failed"
     with store.sessions() as session:
         cursor_after_crash = get_cursor(session, source=source)
     monkeypatch.setattr(pipeline, "save_cursor", real)
-    finished = run_sync(source, handle=store, batch_rows=5)
+    finished = run_sync(source, handle=store, batch_rows=5, parallel=parallel)
     assert finished.state == "success", finished.error
     bad, good = _expected(sandbox, source)
     loaded, quarantined, versions = _counts(store, source)
@@ -263,10 +274,10 @@ def _bring_up(home: Path, source: str) -> None:
 
 @pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
 def test_a_source_that_is_down_fails_the_run_and_moves_no_cursor(
-    source: str, sandbox: Path, store: StoreHandle
+    source: str, parallel: bool, sandbox: Path, store: StoreHandle
 ) -> None:
     _take_down(sandbox, source)
-    report = run_sync(source, handle=store)
+    report = run_sync(source, handle=store, parallel=parallel)
     assert report.state == "failed"
     assert report.error
     with store.sessions() as session:
@@ -275,11 +286,11 @@ def test_a_source_that_is_down_fails_the_run_and_moves_no_cursor(
         assert run is not None and run.state == "failed"
     assert _counts(store, source)[2] == 0
     _bring_up(sandbox, source)
-    assert run_sync(source, handle=store).state == "success"
+    assert run_sync(source, handle=store, parallel=parallel).state == "success"
 
 
 @pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
-def test_an_empty_source(source: str, sandbox: Path, store: StoreHandle) -> None:
+def test_an_empty_source(source: str, parallel: bool, sandbox: Path, store: StoreHandle) -> None:
     system, transport, table, _f, _n = SOURCES[source]
     if transport == "file":
         for path in drop_inbox(sandbox, source).iterdir():
@@ -292,7 +303,7 @@ def test_an_empty_source(source: str, sandbox: Path, store: StoreHandle) -> None
             db.execute(f"DELETE FROM {table}")  # noqa: S608
         db.commit()
         db.close()
-    report = run_sync(source, handle=store)
+    report = run_sync(source, handle=store, parallel=parallel)
     assert (report.state, report.extracted, report.loaded) == ("success", 0, 0)
 
 
@@ -306,8 +317,16 @@ def test_rest_faults_are_retried(source: str, mode: str, sandbox: Path, store: S
     assert len(_counts(store, source)[0]) == good
 
 
-def test_retries_give_up_and_fail_the_run(sandbox: Path, store: StoreHandle) -> None:
+def test_retries_give_up_and_fail_the_run(parallel: bool, sandbox: Path, store: StoreHandle) -> None:
     control.fault(sandbox, "police", "error500")  # every request, for good
-    report = run_sync("police_id_card", handle=store)
+    report = run_sync("police_id_card", handle=store, parallel=parallel)
     assert report.state == "failed"
     assert "server error 500" in (report.error or "")
+
+
+@pytest.mark.parametrize("mode", ["error500", "drop"])
+def test_rest_faults_are_retried_in_a_worker(mode: str, sandbox: Path, store: StoreHandle) -> None:
+    control.fault(sandbox, "police", mode, times=2)
+    report = run_sync("police_id_card", handle=store, batch_rows=50, parallel=True)
+    assert report.state == "success", report.error
+    assert len(_counts(store, "police_id_card")[0]) == _expected(sandbox, "police_id_card")[1]

@@ -1,0 +1,103 @@
+"""A bulk sync's worker process (:mod:`connectors.worker`): when a sync uses one, and what a worker that
+dies leaves behind. The shared suite runs every connector both ways."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+import connectors.pipeline as pipeline
+from connectors.pipeline import SyncReport, run_sync
+from connectors.sandbox.generate import QUARANTINED_KINDS, drop_inbox, load_manifest
+from materials_store.models import Material, QuarantineRow
+from materials_store.runtime import StoreHandle
+from materials_store.store import get_cursor
+
+
+def _expected(home: Path, source: str) -> tuple[int, int]:
+    """(good rows, bad rows) the sandbox seeded for ``source``."""
+    info = load_manifest(home)["sources"][source]
+    bad = {rid for kind in QUARANTINED_KINDS for rid in info["defects"][kind]}
+    return info["records"] - len(bad), len(bad)
+
+
+def _stored(store: StoreHandle, source: str) -> tuple[int, int, int]:
+    """(distinct records loaded, material versions, distinct records quarantined)."""
+    with store.sessions() as session:
+        records = session.scalar(
+            select(func.count(func.distinct(Material.source_record_id))).where(Material.source == source)
+        )
+        versions = session.scalar(select(func.count()).select_from(Material).where(Material.source == source))
+        quarantined = session.scalar(
+            select(func.count(func.distinct(QuarantineRow.source_record_id))).where(
+                QuarantineRow.source == source
+            )
+        )
+    return int(records or 0), int(versions or 0), int(quarantined or 0)
+
+
+def test_a_source_with_more_rows_than_the_read_ahead_goes_on_in_a_worker(
+    sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "PARALLEL_AFTER_ROWS", 100)
+    big = run_sync("police_id_card", handle=store, batch_rows=50)  # 300 persons and their defects
+    assert big.state == "success", big.error
+    assert big.worker_peak_rss_mib is not None and big.worker_peak_rss_mib > 0
+    good, bad = _expected(sandbox, "police_id_card")
+    # The rows read ahead here were let go: the worker read them again, and nothing counts twice.
+    assert (big.loaded, big.unchanged) == (good, 0)
+    assert big.extracted == big.loaded + big.quarantined
+    assert _stored(store, "police_id_card") == (good, good, bad)
+
+    small = run_sync("market_licences", handle=store, batch_rows=50)  # 30 companies: read ahead, done here
+    assert small.state == "success", small.error
+    assert small.worker_peak_rss_mib is None
+    assert small.loaded == _expected(sandbox, "market_licences")[0]
+
+
+def test_a_worker_syncing_a_file_drop_archives_each_file_once_its_rows_are_committed(
+    sandbox: Path, store: StoreHandle
+) -> None:
+    source = "hrss_social_insurance"
+    inbox = drop_inbox(sandbox, source)
+    files = sorted(path.name for path in inbox.iterdir())
+    assert files
+    report = run_sync(source, handle=store, batch_rows=50, parallel=True)
+    assert report.state == "success", report.error
+    assert not list(inbox.iterdir())
+    assert sorted(path.name for path in (inbox.parent / "archive").iterdir()) == files
+
+
+def _kill_the_worker(report: SyncReport) -> None:
+    """After the first committed batch: the worker is killed, as the kernel's OOM killer would."""
+    if report.batches == 1:
+        (worker,) = [
+            child for child in multiprocessing.active_children() if child.name.startswith("onecert-sync-")
+        ]
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+
+
+def test_a_worker_that_dies_fails_the_run_and_the_rerun_loses_and_doubles_nothing(
+    sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = "police_id_card"
+    monkeypatch.setenv("ONECERT_SOURCE_POLICE_ID_CARD_PAGE_SIZE", "5")
+    killed = run_sync(source, handle=store, batch_rows=5, parallel=True, after_batch=_kill_the_worker)
+    assert killed.state == "failed"
+    assert killed.error is not None and "worker process stopped without finishing" in killed.error
+    assert 1 <= killed.batches < 60
+    with store.sessions() as session:
+        cursor = get_cursor(session, source=source)
+    assert cursor == killed.cursor is not None  # the cursor covers exactly the committed batches
+
+    finished = run_sync(source, handle=store, batch_rows=5, parallel=True)
+    assert finished.state == "success", finished.error
+    good, bad = _expected(sandbox, source)
+    assert _stored(store, source) == (good, good, bad)
+    assert killed.loaded + finished.loaded == good
