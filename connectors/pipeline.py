@@ -600,6 +600,7 @@ def run_sync(
             parallel = not ended and (os.cpu_count() or 1) > 1
         if parallel:
             pages.close()  # the worker reads again, from the same committed state
+            read.clear()
             worker_rows = min(batch_rows, WORKER_BATCH_ROWS)
             with SyncWorker(
                 source, config=config, keyring=handle.keyring, state=state, batch_rows=worker_rows

@@ -38,7 +38,7 @@ from materials_store.store import (
 WORKER_NICE = 10
 #: Rows per batch when a worker prepares them: one batch is validated there while the one before is
 #: loaded here, so each process holds one; half the in-process size keeps both under the sync's 1 GiB
-#: (``bench ingest``: 361 + 546 MiB; a prototype with 50,000-row batches peaked at 438 + 701 MiB).
+#: (``bench ingest``: 340 + 542 MiB; a prototype with 50,000-row batches peaked at 438 + 701 MiB).
 WORKER_BATCH_ROWS = 25_000
 
 
