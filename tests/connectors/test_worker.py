@@ -15,7 +15,8 @@ import connectors.pipeline as pipeline
 from connectors.pipeline import SyncReport, run_sync
 from connectors.sandbox.generate import QUARANTINED_KINDS, drop_inbox, load_manifest
 from materials_store.models import Material, QuarantineRow
-from materials_store.runtime import StoreHandle
+from materials_store.runtime import StoreHandle, open_store
+from materials_store.settings import Settings
 from materials_store.store import get_cursor
 
 
@@ -101,3 +102,25 @@ def test_a_worker_that_dies_fails_the_run_and_the_rerun_loses_and_doubles_nothin
     good, bad = _expected(sandbox, source)
     assert _stored(store, source) == (good, good, bad)
     assert killed.loaded + finished.loaded == good
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "worker"])
+def test_a_sync_into_postgresql_loads_every_good_row_once(
+    parallel: bool, sandbox: Path, postgres_url: str
+) -> None:
+    from tests.store.conftest import _fresh_postgres
+
+    store = open_store(Settings(home=sandbox, dev=True, database_url=_fresh_postgres(postgres_url)))
+    try:
+        first = run_sync("police_id_card", handle=store, batch_rows=50, parallel=parallel)
+        assert first.state == "success", first.error
+        good, bad = _expected(sandbox, "police_id_card")
+        assert first.loaded == good
+        assert _stored(store, "police_id_card") == (good, good, bad)
+        with store.sessions() as session:
+            assert get_cursor(session, source="police_id_card") == first.cursor is not None
+        again = run_sync("police_id_card", handle=store, batch_rows=50, parallel=parallel)
+        assert (again.state, again.extracted) == ("success", 0)
+    finally:
+        store.engine.dispose()
