@@ -9,37 +9,27 @@ import signal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
 import connectors.pipeline as pipeline
 from connectors.pipeline import SyncReport, run_sync
-from connectors.sandbox.generate import QUARANTINED_KINDS, drop_inbox, load_manifest
-from materials_store.models import Material, QuarantineRow
+from connectors.sandbox.generate import drop_inbox
 from materials_store.runtime import StoreHandle, open_store
 from materials_store.settings import Settings
 from materials_store.store import get_cursor
+from tests.connectors.test_shared_suite import _counts as stored_rows
+from tests.connectors.test_shared_suite import _expected as expected_rows
 
 
 def _expected(home: Path, source: str) -> tuple[int, int]:
-    """(good rows, bad rows) the sandbox seeded for ``source``."""
-    info = load_manifest(home)["sources"][source]
-    bad = {rid for kind in QUARANTINED_KINDS for rid in info["defects"][kind]}
-    return info["records"] - len(bad), len(bad)
+    """(good rows, distinct bad records) the sandbox seeded for ``source``."""
+    bad, good = expected_rows(home, source)
+    return good, len(bad)
 
 
 def _stored(store: StoreHandle, source: str) -> tuple[int, int, int]:
     """(distinct records loaded, material versions, distinct records quarantined)."""
-    with store.sessions() as session:
-        records = session.scalar(
-            select(func.count(func.distinct(Material.source_record_id))).where(Material.source == source)
-        )
-        versions = session.scalar(select(func.count()).select_from(Material).where(Material.source == source))
-        quarantined = session.scalar(
-            select(func.count(func.distinct(QuarantineRow.source_record_id))).where(
-                QuarantineRow.source == source
-            )
-        )
-    return int(records or 0), int(versions or 0), int(quarantined or 0)
+    loaded, quarantined, versions = stored_rows(store, source)
+    return len(loaded), versions, len(quarantined)
 
 
 def test_a_source_with_more_rows_than_the_read_ahead_goes_on_in_a_worker(
