@@ -608,8 +608,8 @@ def run_sync(
                 for sealed in worker.batches():
                     # The worker read the pages; what its pages would do after the commit, finalise does.
                     load(sealed, sealed.commits, [partial(connector.finalise, sealed.commits)])
-                    # Loaded before the next is taken: the worker prepares that one meanwhile, and this
-                    # process holds one batch, not two (``bench ingest``: 454 MiB peak with two).
+                    # Loaded before the next is taken: the worker, the slower half, prepares that one
+                    # meanwhile, and this process holds one batch at a time.
                     settle()
             report.worker_peak_rss_mib = worker.peak_rss_mib
         else:
