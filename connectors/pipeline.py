@@ -361,9 +361,6 @@ def load_batch(
 
         while True:
             if embedded and uncommitted == 0:
-                # A bulk load reads index pages once or twice: through the page cache, not a memory map
-                # of the whole store, which would count the store's file against the process's memory.
-                session.connection().exec_driver_sql("PRAGMA mmap_size=0")
                 session.connection().exec_driver_sql(f"PRAGMA cache_size=-{cache_mib * 1024}")
                 # Its commits do not checkpoint the WAL: it does, after each, with waiters let in first.
                 session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=0")

@@ -43,6 +43,10 @@ _LAST_RUNS = (
 )
 
 
+#: The page cache of each SQLite read connection, in KiB (SQLite's default size).
+READ_CACHE_KIB = 2000
+
+
 class SubjectRow(NamedTuple):
     """A subject's identity columns (a :class:`~materials_store.store.SubjectRecord`)."""
 
@@ -103,6 +107,10 @@ class DriverReads:
         if self.sqlite:
             connection = own_connection(self.engine)
             connection.execute("PRAGMA query_only = 1")
+            # Each commit by another connection empties a reader's page cache, and emptying it costs more
+            # the more pages it has held: these reads keep a small one (after a commit, 41 µs a lookup
+            # read against about 100 with the store's 64 MiB).
+            connection.execute(f"PRAGMA cache_size=-{READ_CACHE_KIB}")
             return connection
         server = own_server_connection(self.engine)
         server.autocommit = True
