@@ -28,13 +28,22 @@ from materials_store.db import own_connection, own_server_connection, server_con
 from materials_store.store import MaterialView
 
 _CLIENT_STATUS = "SELECT status FROM clients WHERE id = ?"
+_SUBJECT_COLUMNS = "s.id, s.blind_index, s.key_id, s.id_ciphertext, s.name_ciphertext, " + ", ".join(
+    f"m.{name}" for name in MaterialView.__slots__
+)
+_VALID_MATERIALS = "LEFT JOIN materials AS m ON m.subject_id = s.id AND m.status = 'valid'"
+_LISTED_ORDER = "ORDER BY m.type_code, m.issued_at DESC, m.id"
 #: The subject and its valid materials in one statement: a row per material, or one row with no material
 #: columns for a subject with none, or no row for an unknown subject.
 _SUBJECT_AND_MATERIALS = (
-    "SELECT s.id, s.blind_index, s.key_id, s.id_ciphertext, s.name_ciphertext, "  # noqa: S608 - fixed names
-    f"{', '.join(f'm.{name}' for name in MaterialView.__slots__)} FROM subjects AS s"
-    " LEFT JOIN materials AS m ON m.subject_id = s.id AND m.status = 'valid'"
-    " WHERE s.blind_index = ? ORDER BY m.type_code, m.issued_at DESC, m.id"
+    f"SELECT {_SUBJECT_COLUMNS} FROM subjects AS s {_VALID_MATERIALS}"  # noqa: S608 - fixed names
+    f" WHERE s.blind_index = ? {_LISTED_ORDER}"
+)
+#: The same, each row led by the client's status: no row for an unknown client, and one row with no
+#: subject columns for an unknown subject.
+_CLIENT_SUBJECT_AND_MATERIALS = (
+    f"SELECT c.status, {_SUBJECT_COLUMNS} FROM clients AS c"  # noqa: S608 - fixed names
+    f" LEFT JOIN subjects AS s ON s.blind_index = ? {_VALID_MATERIALS} WHERE c.id = ? {_LISTED_ORDER}"
 )
 _LAST_RUNS = (
     "SELECT r.source, r.state, r.finished_at FROM sync_runs AS r"
@@ -95,7 +104,7 @@ class DriverReads:
             name: sql.replace("?", mark)
             for name, sql in [
                 ("client", _CLIENT_STATUS), ("subject_and_materials", _SUBJECT_AND_MATERIALS),
-                ("runs", _LAST_RUNS),
+                ("client_subject_and_materials", _CLIENT_SUBJECT_AND_MATERIALS), ("runs", _LAST_RUNS),
             ]
         }  # fmt: skip
         self._moment = _text_utc if self.sqlite else _aware_utc
@@ -143,6 +152,13 @@ class DriverReads:
         :func:`~materials_store.store.latest_materials` lists them, in one statement (one round trip)."""
         return self.subject_from(self._rows("subject_and_materials", (blind_index,)))
 
+    def client_subject_and_materials(
+        self, client_id: str, blind_index: str
+    ) -> tuple[str | None, SubjectRow | None, list[MaterialView]]:
+        """The client's status (None for an unknown client) with :meth:`subject_and_materials`, in one
+        statement: a lookup's caller check and its read in one round trip."""
+        return self.status_subject_from(self._rows("client_subject_and_materials", (blind_index, client_id)))
+
     def last_synced(self) -> dict[str, dt.datetime | None]:
         """When each source whose newest run succeeded finished it."""
         return self.synced_from(self._rows("runs"))
@@ -157,6 +173,16 @@ class DriverReads:
         if not rows:
             return None, []
         return SubjectRow(*rows[0][:5]), [self._view(row[5:]) for row in rows if row[5] is not None]
+
+    def status_subject_from(
+        self, rows: list[tuple[Any, ...]]
+    ) -> tuple[str | None, SubjectRow | None, list[MaterialView]]:
+        if not rows:
+            return None, None, []
+        status = str(rows[0][0])
+        if rows[0][1] is None:
+            return status, None, []
+        return (status, *self.subject_from([row[1:] for row in rows]))
 
     def _view(self, row: tuple[Any, ...]) -> MaterialView:
         id_, subject, type_code, issuer, source, record, version, issued, until, status, sha, created = row
@@ -231,6 +257,12 @@ class LoopReads:
 
     async def subject_and_materials(self, blind_index: str) -> tuple[SubjectRow | None, list[MaterialView]]:
         return self.reads.subject_from(await self._rows("subject_and_materials", (blind_index,)))
+
+    async def client_subject_and_materials(
+        self, client_id: str, blind_index: str
+    ) -> tuple[str | None, SubjectRow | None, list[MaterialView]]:
+        rows = await self._rows("client_subject_and_materials", (blind_index, client_id))
+        return self.reads.status_subject_from(rows)
 
     async def last_synced(self) -> dict[str, dt.datetime | None]:
         return self.reads.synced_from(await self._rows("runs"))

@@ -16,12 +16,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from hub.api.jose import TokenService
 from hub.api.problems import Forbidden, Unauthorized
 from materials_store.crypto import Keyring
-from materials_store.driver_reads import LoopReads, driver_reads
 from materials_store.models import Client
 from materials_store.runtime import StoreHandle
 from materials_store.store import PendingUsage, client_status, get_client
@@ -102,26 +100,39 @@ def caller_in_session(request: Request, session: Session, claims: dict[str, Any]
     )  # fmt: skip
 
 
-def caller_at_driver(request: Request, handle: StoreHandle, claims: dict[str, Any]) -> Caller:
-    """:func:`caller_in_session` without a Session: the status read at the driver level."""
-
-    def load(client_id: str) -> Client | None:  # once per client and process
-        with handle.sessions() as session:
-            return get_client(session, client_id=client_id)
-
-    return known_caller(request, claims, load=load, status=driver_reads(handle.engine).client_status)
+def kept_client(request: Request, client_id: str) -> Client | None:
+    """The client's registration if this process has loaded it (:func:`process_client`)."""
+    known: dict[str, Client] = request.app.state.__dict__.get("clients", {})
+    return known.get(client_id)
 
 
-async def caller_on_loop(
-    request: Request, handle: StoreHandle, claims: dict[str, Any], reads: LoopReads
-) -> Caller:
-    """:func:`caller_at_driver` with the status read awaited on the event loop (:class:`LoopReads`). A
-    client's first request in this process loads its row, in a thread."""
-    client_id = str(claims["sub"])
-    if client_id not in request.app.state.__dict__.get("clients", {}):
-        return await run_in_threadpool(caller_at_driver, request, handle, claims)
-    status = await reads.client_status(client_id)
-    return known_caller(request, claims, load=lambda _client_id: None, status=lambda _client_id: status)
+def process_client(
+    request: Request, client_id: str, *, load: Callable[[str], Client | None]
+) -> Client | None:
+    """The client's registration, loaded once per process (``load``) and kept while it was active when
+    loaded; None for an unknown client. Its status may change since: :func:`admitted` takes it as read."""
+    known: dict[str, Client] = request.app.state.__dict__.setdefault("clients", {})
+    client = known.get(client_id)
+    if client is None:
+        client = load(client_id)
+        if client is not None and client.status == "active":
+            known[client_id] = client
+    return client
+
+
+def load_client(handle: StoreHandle, client_id: str) -> Client | None:
+    """A :func:`process_client` load through a Session of its own."""
+    with handle.sessions() as session:
+        return get_client(session, client_id=client_id)
+
+
+def admitted(request: Request, claims: dict[str, Any], client: Client | None, status: str | None) -> Caller:
+    """The caller of ``claims``, whose client's status the store has just given: 401 for an unknown or
+    disabled client, 429 over its rate."""
+    if client is None or status != "active":
+        raise Unauthorized("the client is unknown or disabled")
+    request.app.state.rate_limiter.check(client.id)
+    return Caller(client, frozenset(str(claims["scope"]).split()))
 
 
 def known_caller(
@@ -132,20 +143,13 @@ def known_caller(
     status: Callable[[str], str | None],
 ) -> Caller:
     """The caller of ``claims``: its client row loaded once per process (``load``), its status read on
-    every request (``status``). 401 for an unknown or disabled client, 429 over its rate."""
+    every request (``status``; the row's own when it has just been loaded)."""
     client_id = str(claims["sub"])
-    known: dict[str, Client] = request.app.state.__dict__.setdefault("clients", {})
-    client = known.get(client_id)
+    loaded = kept_client(request, client_id) is None
+    client = process_client(request, client_id, load=load)
     if client is None:
-        client = load(client_id)
-        if client is not None and client.status == "active":
-            known[client_id] = client
-    elif status(client_id) != "active":
-        client = None
-    if client is None or client.status != "active":
-        raise Unauthorized("the client is unknown or disabled")
-    request.app.state.rate_limiter.check(client.id)
-    return Caller(client, frozenset(str(claims["scope"]).split()))
+        return admitted(request, claims, None, None)
+    return admitted(request, claims, client, client.status if loaded else status(client_id))
 
 
 def get_caller(request: Request, session: SessionDep, claims: ClaimsDep) -> Caller:

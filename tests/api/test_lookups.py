@@ -6,21 +6,25 @@ import datetime as dt
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 from joserfc import jws
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from materials_store.identity import parse_identifier
 from materials_store.models import UsageRecord
-from materials_store.store import MaterialInput, revoke, upsert_materials, verify_usage_chain
-from tests.api.conftest import Live, register
+from materials_store.store import MaterialInput, disable_client, revoke, upsert_materials, verify_usage_chain
+from tests.api.conftest import Live, Registered, register
 from tests.api.test_tokens import ASSERTION_TYPE
 
 PERSON = "11010519491231002X"
 
 
 def _token(live: Live, kind: str = "window", **fields: object) -> str:
-    client = register(live, kind, **fields)
+    return _token_of(live, register(live, kind, **fields))
+
+
+def _token_of(live: Live, client: Registered) -> str:
     data = {"grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": client.assertion(f"{live.url}/v1/oauth/token")}  # fmt: skip
     with live.client() as http:
@@ -128,6 +132,38 @@ def test_concurrent_lookups_each_leave_one_record_on_one_chain(live: Live) -> No
         statuses = list(pool.map(ask, range(64)))
     assert statuses == [200] * 64
     with live.handle.sessions() as session:
-        cases = [r.case_ref for r in session.scalars(select(UsageRecord).where(UsageRecord.action == "lookup"))]
+        cases = [
+            r.case_ref for r in session.scalars(select(UsageRecord).where(UsageRecord.action == "lookup"))
+        ]
         assert sorted(cases) == sorted(f"C-{n}" for n in range(64))
         assert verify_usage_chain(session).ok
+
+
+def test_a_disabled_client_or_a_missing_scope_is_refused_before_the_id_is_judged(live_any: Live) -> None:
+    live = live_any
+    _load(live)
+    window = register(live, "window")
+    token = _token_of(live, window)
+    department = _token(live, "department", types=["tax.payment_certificate"])
+    valid = {"id": PERSON, "case_ref": "C", "purpose": "p"}
+    invalid = {**valid, "id": "110105194912310021"}
+    with live.client() as http:
+
+        def post(body: dict[str, str], bearer: str) -> httpx.Response:
+            return http.post("/v1/lookups", json=body, headers={"Authorization": f"Bearer {bearer}"})
+
+        assert post(valid, token).status_code == 200  # the window's registration is now kept by the server
+        assert post(invalid, token).status_code == 422
+        assert post(valid, department).status_code == 403
+        assert post(invalid, department).status_code == 403
+        with live.handle.sessions() as session:
+            disable_client(session, client_id=window.client_id)
+            session.commit()
+        for body in (valid, invalid):
+            refused = post(body, token)
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["type"] == "urn:onecert:problem:unauthorized"
+            assert PERSON not in refused.text
+    with live.handle.sessions() as session:
+        lookups = session.scalars(select(UsageRecord).where(UsageRecord.action == "lookup")).all()
+    assert [(record.client_id, record.outcome) for record in lookups] == [(window.client_id, "found")]

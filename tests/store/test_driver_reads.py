@@ -90,6 +90,32 @@ def test_subject_and_materials_match_the_session_reads(store: Store, reads: Driv
     assert reads.subject_and_materials(store.keyring.blind_index(person(3).value)) == (None, [])
 
 
+def test_the_client_status_read_with_the_subject_is_both_reads_in_one(
+    store: Store, reads: DriverReads
+) -> None:
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with store.session() as session:
+        upsert_materials(
+            session, keyring=store.keyring, source="mixed",
+            items=[_material(1, "police.hukou", "HK1", dt.date(2026, 1, 5)),
+                   _material(1, "tax.payment_certificate", "WS1", dt.date(2026, 2, 1))],
+        )  # fmt: skip
+        client = add_client(session, kind="window", name="窗口", public_key_pem=pem.decode())
+        session.commit()
+    known, unknown = (store.keyring.blind_index(person(n).value) for n in (1, 2))
+    subject, listed = reads.subject_and_materials(known)
+    assert len(listed) == 2
+    assert reads.client_subject_and_materials(client.id, known) == ("active", subject, listed)
+    assert reads.client_subject_and_materials(client.id, unknown) == ("active", None, [])
+    # An unknown client: nothing at all, whoever the subject.
+    assert reads.client_subject_and_materials("nobody", known) == (None, None, [])
+    with store.session() as session:
+        disable_client(session, client_id=client.id)
+        session.commit()
+    assert reads.client_subject_and_materials(client.id, known) == ("disabled", subject, listed)
+
+
 def test_client_status_and_last_syncs_match_the_session_reads(store: Store, reads: DriverReads) -> None:
     public = ed25519.Ed25519PrivateKey.generate().public_key()
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -215,6 +241,9 @@ def test_reads_awaited_on_the_loop_answer_as_the_driver_reads(postgres_url: str)
             assert await loop_reads.subject_and_materials(unknown) == (None, [])
             assert await loop_reads.client_status(client.id) == "active"
             assert await loop_reads.client_status("nobody") is None
+            for client_id, index in [(client.id, known), (client.id, unknown), ("nobody", known)]:
+                expected = reads.client_subject_and_materials(client_id, index)
+                assert await loop_reads.client_subject_and_materials(client_id, index) == expected
             assert await loop_reads.last_synced() == reads.last_synced() != {}
             # Reads one after another share one connection; reads at once each borrow their own.
             (kept,) = loop_reads._idle

@@ -9,16 +9,19 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from hub.api.deps import (
+    admitted,
     bearer_claims,
-    caller_at_driver,
     caller_in_session,
-    caller_on_loop,
     check_scope,
     durable,
+    kept_client,
+    load_client,
+    process_client,
 )
 from hub.api.jose import detached_jws
-from hub.api.services.lookups import LookupRequest, LookupResponse, lookup, plain_lookup, plain_lookup_on_loop
+from hub.api.services.lookups import AdmittedPlainLookup, LookupRequest, LookupResponse, lookup
 from materials_store.driver_reads import LoopReads, driver_reads
+from materials_store.models import Client
 from materials_store.runtime import StoreHandle
 from materials_store.store import PendingUsage, deferred_usage, submit_usage
 
@@ -38,6 +41,7 @@ async def post_lookup(lookup_request: LookupRequest, request: Request) -> Respon
     # plain lookup's reads.
     handle: StoreHandle = request.app.state.store
     claims = bearer_claims(request)
+    client_id = str(claims["sub"])
     pending: list[PendingUsage] = []
 
     def answer() -> tuple[bytes, str]:
@@ -51,14 +55,18 @@ async def post_lookup(lookup_request: LookupRequest, request: Request) -> Respon
             )
         return signed(result)
 
+    def plain(client: Client | None) -> AdmittedPlainLookup:
+        def admit(status: str | None) -> Client:
+            return check_scope(admitted(request, claims, client, status), "lookup").client
+
+        record = partial(submit_usage, handle.engine)
+        return AdmittedPlainLookup(handle.keyring, client_id, admit, lookup_request, record)
+
     def answer_plain() -> tuple[bytes, str]:
-        # A plain lookup: a few index reads at the driver level, no Session.
+        # A plain lookup: the client's status and the subject in one read at the driver level, no Session.
         with deferred_usage(pending):
-            caller = check_scope(caller_at_driver(request, handle, claims), "lookup")
-            result = plain_lookup(
-                driver_reads(handle.engine), keyring=handle.keyring, caller=caller.client,
-                request=lookup_request, record=partial(submit_usage, handle.engine),
-            )  # fmt: skip
+            client = process_client(request, client_id, load=partial(load_client, handle))
+            result = plain(client).at_driver(driver_reads(handle.engine))
         return signed(result)
 
     def signed(result: LookupResponse) -> tuple[bytes, str]:
@@ -66,14 +74,16 @@ async def post_lookup(lookup_request: LookupRequest, request: Request) -> Respon
         return body, detached_jws(body, handle.keyring.current_signing_key)
 
     async def answer_on_loop(reads: LoopReads) -> tuple[bytes, str]:
-        # A plain lookup on PostgreSQL: its round trips awaited here, on the event loop, its record's too
-        # (:meth:`~materials_store.store.UsageAppender.submit_on_loop`).
+        # A plain lookup on PostgreSQL: its round trip awaited here, on the event loop, its record's too
+        # (:meth:`~materials_store.store.UsageAppender.submit_on_loop`). A client's first request in this
+        # process loads its registration, in a thread.
         with deferred_usage(pending):
-            caller = check_scope(await caller_on_loop(request, handle, claims, reads), "lookup")
-            result = await plain_lookup_on_loop(
-                reads, keyring=handle.keyring, caller=caller.client, request=lookup_request,
-                record=partial(submit_usage, handle.engine),
-            )  # fmt: skip
+            client = kept_client(request, client_id)
+            if client is None:
+                client = await run_in_threadpool(
+                    process_client, request, client_id, load=partial(load_client, handle)
+                )
+            result = await plain(client).on_loop(reads)
         return signed(result)
 
     loop_reads: LoopReads | None = getattr(request.app.state, "loop_reads", None)

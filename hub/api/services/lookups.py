@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -16,9 +17,9 @@ from contracts.service_items import load_service_catalogue
 from hub.api.services.readiness import Readiness, assess_case, plan_for
 from materials_store.cases import remember_case_materials
 from materials_store.crypto import Keyring
-from materials_store.driver_reads import LoopReads
+from materials_store.driver_reads import DriverReads, LoopReads
 from materials_store.errors import DataError, NotFound
-from materials_store.identity import Identifier, mask, parse_identifier
+from materials_store.identity import Identifier, InvalidIdentifier, mask, parse_identifier
 from materials_store.models import Client
 from materials_store.runtime import StoreHandle
 from materials_store.store import (
@@ -204,30 +205,53 @@ def plain_lookup(
     index = keyring.blind_index(identifier.value)
     subject, views = reads.subject_and_materials(index)
     _record_plain(caller, request, index, views, record)
-    if not views or subject is None:
-        raise NotFound("nothing is on file for this identifier")
-    return _plain_answer(keyring, request, identifier, subject, views, _last_synced(reads))
+    return _plain_answer(keyring, request, identifier, subject, views, partial(_last_synced, reads))
 
 
-async def plain_lookup_on_loop(
-    reads: LoopReads,
-    *,
-    keyring: Keyring,
-    caller: Client,
-    request: LookupRequest,
-    record: Callable[..., None],
-) -> LookupResponse:
-    """:func:`plain_lookup` with its reads awaited on the event loop (PostgreSQL: :class:`LoopReads`)."""
-    identifier = parse_identifier(request.id)
-    index = keyring.blind_index(identifier.value)
-    subject, views = await reads.subject_and_materials(index)
-    _record_plain(caller, request, index, views, record)
-    if not views or subject is None:
-        raise NotFound("nothing is on file for this identifier")
-    synced = _recent_sync_times(reads.engine)
-    if synced is None:
-        synced = _keep_sync_times(reads.engine, await reads.last_synced())
-    return _plain_answer(keyring, request, identifier, subject, views, synced)
+#: Turns the client's status, as the store has just given it, into the admitted caller (401, 429, 403).
+Admit = Callable[[str | None], Client]
+
+
+@dataclass(frozen=True, slots=True)
+class AdmittedPlainLookup:
+    """:func:`plain_lookup` for a caller not admitted yet: the client's status is read in the subject's
+    statement (one read instead of two), and ``admit`` turns it into the caller before anything is
+    recorded or answered. An invalid ID reads the status alone and is refused (422) only once the caller
+    is admitted: a disabled client or a missing scope is refused first, as on every other route."""
+
+    keyring: Keyring
+    client_id: str
+    admit: Admit
+    request: LookupRequest
+    record: Callable[..., None]
+
+    def at_driver(self, reads: DriverReads) -> LookupResponse:
+        try:
+            identifier = parse_identifier(self.request.id)
+        except InvalidIdentifier:
+            self.admit(reads.client_status(self.client_id))
+            raise
+        index = self.keyring.blind_index(identifier.value)
+        status, subject, views = reads.client_subject_and_materials(self.client_id, index)
+        _record_plain(self.admit(status), self.request, index, views, self.record)
+        return _plain_answer(
+            self.keyring, self.request, identifier, subject, views, partial(_last_synced, reads)
+        )
+
+    async def on_loop(self, reads: LoopReads) -> LookupResponse:
+        """The same, its reads awaited on the event loop (PostgreSQL)."""
+        try:
+            identifier = parse_identifier(self.request.id)
+        except InvalidIdentifier:
+            self.admit(await reads.client_status(self.client_id))
+            raise
+        index = self.keyring.blind_index(identifier.value)
+        status, subject, views = await reads.client_subject_and_materials(self.client_id, index)
+        _record_plain(self.admit(status), self.request, index, views, self.record)
+        synced = _recent_sync_times(reads.engine)
+        if synced is None and views:
+            synced = _keep_sync_times(reads.engine, await reads.last_synced())
+        return _plain_answer(self.keyring, self.request, identifier, subject, views, lambda: synced or {})
 
 
 def _record_plain(
@@ -244,13 +268,20 @@ def _plain_answer(
     keyring: Keyring,
     request: LookupRequest,
     identifier: Identifier,
-    subject: SubjectRecord,
+    subject: SubjectRecord | None,
     views: list[MaterialView],
-    synced: dict[str, dt.datetime | None],
+    synced: Callable[[], dict[str, dt.datetime | None]],
 ) -> LookupResponse:
+    """The answer to a recorded plain lookup, with ``synced()``, the sources' last sync times.
+
+    Raises:
+        NotFound: nothing on file (the same answer whether or not the subject exists).
+    """
+    if not views or subject is None:
+        raise NotFound("nothing is on file for this identifier")
     return LookupResponse(
         subject=_subject_view(keyring, identifier, subject), case_ref=request.case_ref,
-        materials=_listed(synced, views),
+        materials=_listed(synced(), views),
     )  # fmt: skip
 
 
