@@ -117,8 +117,8 @@ class DriverReads:
             connection = own_connection(self.engine)
             connection.execute("PRAGMA query_only = 1")
             # Each commit by another connection empties a reader's page cache, and emptying it costs more
-            # the more pages it has held: these reads keep a small one (after a commit, 41 µs a lookup
-            # read against about 100 with the store's 64 MiB).
+            # the more pages it has held: these reads keep a small one (a lookup's read after a commit:
+            # 39–41 µs with 2 MiB, 50 with 8 MiB, about 125 with the store's 64 MiB).
             connection.execute(f"PRAGMA cache_size=-{READ_CACHE_KIB}")
             return connection
         server = own_server_connection(self.engine)
