@@ -1,11 +1,11 @@
 """The plain lookup's reads at the driver level, on SQLite and on PostgreSQL.
 
-A plain lookup reads the client's status, then the subject by blind index with its valid materials (one
-statement). Through a Session each read costs a pool checkout, a compiled-statement lookup and result
-processing, several times the read itself; on PostgreSQL the Session's transaction adds a BEGIN and the
-pool's reset a ROLLBACK, two more round trips. Here each read borrows a connection the reads keep for
-themselves (the engine's, with its settings, taken out of the pool for good), in autocommit and
-read-only, and runs fixed SQL on it.
+A plain lookup reads the client's status, the subject by blind index and its valid materials in one
+statement (only an invalid ID reads the status alone). Through a Session each read costs a pool
+checkout, a compiled-statement lookup and result processing, several times the read itself; on
+PostgreSQL the Session's transaction adds a BEGIN and the pool's reset a ROLLBACK, two more round trips.
+Here each read borrows a connection the reads keep for themselves (the engine's, with its settings, taken
+out of the pool for good), in autocommit and read-only, and runs fixed SQL on it.
 
 On PostgreSQL a hub worker awaits the same reads on its event loop (:class:`LoopReads`, psycopg's
 ``AsyncConnection``) instead of sending them to a thread.
