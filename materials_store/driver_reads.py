@@ -33,14 +33,9 @@ _SUBJECT_COLUMNS = "s.id, s.blind_index, s.key_id, s.id_ciphertext, s.name_ciphe
 )
 _VALID_MATERIALS = "LEFT JOIN materials AS m ON m.subject_id = s.id AND m.status = 'valid'"
 _LISTED_ORDER = "ORDER BY m.type_code, m.issued_at DESC, m.id"
-#: The subject and its valid materials in one statement: a row per material, or one row with no material
-#: columns for a subject with none, or no row for an unknown subject.
-_SUBJECT_AND_MATERIALS = (
-    f"SELECT {_SUBJECT_COLUMNS} FROM subjects AS s {_VALID_MATERIALS}"  # noqa: S608 - fixed names
-    f" WHERE s.blind_index = ? {_LISTED_ORDER}"
-)
-#: The same, each row led by the client's status: no row for an unknown client, and one row with no
-#: subject columns for an unknown subject.
+#: The client's status, the subject and its valid materials in one statement: a row per material, led by
+#: the status; one row with no material columns for a subject with none, and one with no subject columns
+#: for an unknown subject; no row for an unknown client.
 _CLIENT_SUBJECT_AND_MATERIALS = (
     f"SELECT c.status, {_SUBJECT_COLUMNS} FROM clients AS c"  # noqa: S608 - fixed names
     f" LEFT JOIN subjects AS s ON s.blind_index = ? {_VALID_MATERIALS} WHERE c.id = ? {_LISTED_ORDER}"
@@ -103,8 +98,8 @@ class DriverReads:
         self.sql = {
             name: sql.replace("?", mark)
             for name, sql in [
-                ("client", _CLIENT_STATUS), ("subject_and_materials", _SUBJECT_AND_MATERIALS),
-                ("client_subject_and_materials", _CLIENT_SUBJECT_AND_MATERIALS), ("runs", _LAST_RUNS),
+                ("client", _CLIENT_STATUS), ("client_subject_and_materials", _CLIENT_SUBJECT_AND_MATERIALS),
+                ("runs", _LAST_RUNS),
             ]
         }  # fmt: skip
         self._moment = _text_utc if self.sqlite else _aware_utc
@@ -147,15 +142,11 @@ class DriverReads:
     def client_status(self, client_id: str) -> str | None:
         return self.status_from(self._rows("client", (client_id,)))
 
-    def subject_and_materials(self, blind_index: str) -> tuple[SubjectRow | None, list[MaterialView]]:
-        """The subject with this blind index (or None) and its valid materials, as
-        :func:`~materials_store.store.latest_materials` lists them, in one statement (one round trip)."""
-        return self.subject_from(self._rows("subject_and_materials", (blind_index,)))
-
     def client_subject_and_materials(
         self, client_id: str, blind_index: str
     ) -> tuple[str | None, SubjectRow | None, list[MaterialView]]:
-        """The client's status (None for an unknown client) with :meth:`subject_and_materials`, in one
+        """The client's status (None for an unknown client), the subject with this blind index (or None)
+        and its valid materials as :func:`~materials_store.store.latest_materials` lists them, in one
         statement: a lookup's caller check and its read in one round trip."""
         return self.status_subject_from(self._rows("client_subject_and_materials", (blind_index, client_id)))
 
@@ -254,9 +245,6 @@ class LoopReads:
 
     async def client_status(self, client_id: str) -> str | None:
         return self.reads.status_from(await self._rows("client", (client_id,)))
-
-    async def subject_and_materials(self, blind_index: str) -> tuple[SubjectRow | None, list[MaterialView]]:
-        return self.reads.subject_from(await self._rows("subject_and_materials", (blind_index,)))
 
     async def client_subject_and_materials(
         self, client_id: str, blind_index: str

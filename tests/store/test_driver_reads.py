@@ -39,6 +39,15 @@ def _material(serial: int, type_code: str, record: str, issued: dt.date, **paylo
     )  # fmt: skip
 
 
+def _window(store: Store) -> str:
+    public = ed25519.Ed25519PrivateKey.generate().public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with store.session() as session:
+        client = add_client(session, kind="window", name="窗口", public_key_pem=pem.decode())
+        session.commit()
+        return client.id
+
+
 @pytest.fixture
 def reads(store: Store) -> Iterator[DriverReads]:
     reads = DriverReads(store.engine)
@@ -68,7 +77,11 @@ def test_subject_and_materials_match_the_session_reads(store: Store, reads: Driv
         assert expected_subject is not None
         expected = latest_materials(session, subject_id=expected_subject.id)
 
-    subject, listed = reads.subject_and_materials(store.keyring.blind_index(person(1).value))
+    window = _window(store)
+    status, subject, listed = reads.client_subject_and_materials(
+        window, store.keyring.blind_index(person(1).value)
+    )
+    assert status == "active"
     assert subject is not None
     assert tuple(subject) == tuple(expected_subject)
     assert subject_name(store.keyring, subject) == "测试1"
@@ -84,36 +97,38 @@ def test_subject_and_materials_match_the_session_reads(store: Store, reads: Driv
     with store.session() as session:
         revoke(session, material_id=ids[4], reason="issued in error", actor="police")
         session.commit()
-    second = reads.subject_and_materials(store.keyring.blind_index(person(2).value))
-    assert second[0] is not None and second[0].blind_index == store.keyring.blind_index(person(2).value)
-    assert second[1] == []
-    assert reads.subject_and_materials(store.keyring.blind_index(person(3).value)) == (None, [])
+    _, second, none_listed = reads.client_subject_and_materials(
+        window, store.keyring.blind_index(person(2).value)
+    )
+    assert second is not None and second.blind_index == store.keyring.blind_index(person(2).value)
+    assert none_listed == []
+    assert reads.client_subject_and_materials(window, store.keyring.blind_index(person(3).value)) == (
+        "active", None, [],
+    )  # fmt: skip
 
 
-def test_the_client_status_read_with_the_subject_is_both_reads_in_one(
+def test_the_client_status_read_with_the_subject_answers_for_each_client(
     store: Store, reads: DriverReads
 ) -> None:
-    public = ed25519.Ed25519PrivateKey.generate().public_key()
-    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     with store.session() as session:
         upsert_materials(
             session, keyring=store.keyring, source="mixed",
             items=[_material(1, "police.hukou", "HK1", dt.date(2026, 1, 5)),
                    _material(1, "tax.payment_certificate", "WS1", dt.date(2026, 2, 1))],
         )  # fmt: skip
-        client = add_client(session, kind="window", name="窗口", public_key_pem=pem.decode())
         session.commit()
+    window = _window(store)
     known, unknown = (store.keyring.blind_index(person(n).value) for n in (1, 2))
-    subject, listed = reads.subject_and_materials(known)
-    assert len(listed) == 2
-    assert reads.client_subject_and_materials(client.id, known) == ("active", subject, listed)
-    assert reads.client_subject_and_materials(client.id, unknown) == ("active", None, [])
+    status, subject, listed = reads.client_subject_and_materials(window, known)
+    assert status == "active" and subject is not None and len(listed) == 2
+    assert reads.client_subject_and_materials(window, unknown) == ("active", None, [])
     # An unknown client: nothing at all, whoever the subject.
     assert reads.client_subject_and_materials("nobody", known) == (None, None, [])
     with store.session() as session:
-        disable_client(session, client_id=client.id)
+        disable_client(session, client_id=window)
         session.commit()
-    assert reads.client_subject_and_materials(client.id, known) == ("disabled", subject, listed)
+        assert client_status(session, client_id=window) == "disabled"
+    assert reads.client_subject_and_materials(window, known) == ("disabled", subject, listed)
 
 
 def test_client_status_and_last_syncs_match_the_session_reads(store: Store, reads: DriverReads) -> None:
@@ -144,7 +159,9 @@ def test_client_status_and_last_syncs_match_the_session_reads(store: Store, read
 
 def test_a_kept_connection_sees_each_new_commit_and_never_writes(store: Store, reads: DriverReads) -> None:
     index = store.keyring.blind_index(person(5).value)
-    assert reads.subject_and_materials(index) == (None, [])  # the connection is open, and kept, from here on
+    window = _window(store)
+    # The connection is open, and kept, from here on.
+    assert reads.client_subject_and_materials(window, index) == ("active", None, [])
     (kept,) = reads._idle
     with store.session() as session:
         upsert_materials(
@@ -152,7 +169,7 @@ def test_a_kept_connection_sees_each_new_commit_and_never_writes(store: Store, r
             source="police",
         )  # fmt: skip
         session.commit()
-    subject, listed = reads.subject_and_materials(index)
+    _, subject, listed = reads.client_subject_and_materials(window, index)
     assert subject is not None
     assert len(listed) == 1
     assert reads._idle == [kept]
@@ -236,9 +253,7 @@ def test_reads_awaited_on_the_loop_answer_as_the_driver_reads(postgres_url: str)
     async def on_loop() -> None:
         loop_reads = LoopReads(engine, connections=3)
         try:
-            assert await loop_reads.subject_and_materials(known) == reads.subject_and_materials(known)
-            assert len((await loop_reads.subject_and_materials(known))[1]) == 2
-            assert await loop_reads.subject_and_materials(unknown) == (None, [])
+            assert len((await loop_reads.client_subject_and_materials(client.id, known))[2]) == 2
             assert await loop_reads.client_status(client.id) == "active"
             assert await loop_reads.client_status("nobody") is None
             for client_id, index in [(client.id, known), (client.id, unknown), ("nobody", known)]:

@@ -74,19 +74,17 @@ class LookupResponse(BaseModel):
     readiness: Readiness | None = None
 
 
-class LookupReads(Protocol):
-    """The reads of a plain lookup: through a Session (:class:`SessionReads`), or at the driver level
-    (:class:`materials_store.driver_reads.DriverReads`)."""
+class SyncTimeReads(Protocol):
+    """Where a lookup reads the sources' last sync times: through a Session (:class:`SessionReads`), or
+    at the driver level (:class:`materials_store.driver_reads.DriverReads`)."""
 
     engine: Engine
-
-    def subject_and_materials(self, blind_index: str) -> tuple[SubjectRecord | None, list[MaterialView]]: ...
 
     def last_synced(self) -> dict[str, dt.datetime | None]: ...
 
 
 class SessionReads:
-    """:class:`LookupReads` through a Session (any backend)."""
+    """The reads of a plain lookup through a Session (any backend)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -120,7 +118,7 @@ def _keep_sync_times(engine: Engine, synced: dict[str, dt.datetime | None]) -> d
     return synced
 
 
-def _last_synced(reads: LookupReads) -> dict[str, dt.datetime | None]:
+def _last_synced(reads: SyncTimeReads) -> dict[str, dt.datetime | None]:
     """When each source last synced successfully, as of at most ``SYNC_TIMES_MAX_AGE`` seconds ago."""
     synced = _recent_sync_times(reads.engine)
     return synced if synced is not None else _keep_sync_times(reads.engine, reads.last_synced())
@@ -186,7 +184,7 @@ def lookup(
 
 
 def plain_lookup(
-    reads: LookupReads,
+    reads: SessionReads,
     *,
     keyring: Keyring,
     caller: Client,
