@@ -145,11 +145,11 @@ def known_caller(
     """The caller of ``claims``: its client row loaded once per process (``load``), its status read on
     every request (``status``; the row's own when it has just been loaded)."""
     client_id = str(claims["sub"])
-    loaded = kept_client(request, client_id) is None
+    kept = kept_client(request, client_id)
+    if kept is not None:
+        return admitted(request, claims, kept, status(client_id))
     client = process_client(request, client_id, load=load)
-    if client is None:
-        return admitted(request, claims, None, None)
-    return admitted(request, claims, client, client.status if loaded else status(client_id))
+    return admitted(request, claims, client, client.status if client else None)
 
 
 def get_caller(request: Request, session: SessionDep, claims: ClaimsDep) -> Caller:
