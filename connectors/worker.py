@@ -19,6 +19,7 @@ import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from connectors.config import SourceConfig
 from materials_store.crypto import Keyring
@@ -199,4 +200,11 @@ def _work(
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory. Linux's ``VmHWM`` is this interpreter's own: ``ru_maxrss``
+    carries over exec the peak of the process that spawned it (the sync's, at the moment it started
+    the worker)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:  # not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return next(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:"))

@@ -101,10 +101,12 @@ def _start(home: Path, system: str, entry: dict[str, Any]) -> None:
     raise ConfigurationError(f"sandbox system {system} did not start; see {directory / f'{system}.log'}")
 
 
-def up(
+def ensure_data(
     home: Path, *, size: int = 2000, seed: int = 42, defect_rate: float = 0.02, regenerate: bool = False
 ) -> dict[str, Any]:
-    """Generate the data (unless the same size and seed exist) and start the REST systems."""
+    """Stop the running REST systems and generate the data unless the same size and seed exist; the
+    saved state, without started systems. :func:`up` begins with it; ``bench ingest`` runs it in a
+    process of its own, so that generating a million rows leaves nothing in the process it measures."""
     directory = sandbox_dir(home)
     state: dict[str, Any] = {}
     if state_path(home).exists():
@@ -119,6 +121,16 @@ def up(
         generate(home, size=size, seed=seed, defect_rate=defect_rate)
         state = {}
     state.update({"size": size, "seed": seed, "defect_rate": defect_rate})
+    _save_state(home, state)
+    return state
+
+
+def up(
+    home: Path, *, size: int = 2000, seed: int = 42, defect_rate: float = 0.02, regenerate: bool = False
+) -> dict[str, Any]:
+    """Generate the data (unless the same size and seed exist) and start the REST systems."""
+    state = ensure_data(home, size=size, seed=seed, defect_rate=defect_rate, regenerate=regenerate)
+    directory = sandbox_dir(home)
     systems = state.setdefault("systems", {})
     for system in REST_SYSTEMS:
         entry = systems.setdefault(system, {"api_key": secrets.token_urlsafe(24)})

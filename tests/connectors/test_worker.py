@@ -51,6 +51,20 @@ def test_a_source_with_more_rows_than_the_read_ahead_goes_on_in_a_worker(
     assert small.loaded == _expected(sandbox, "market_licences")[0]
 
 
+def test_a_workers_peak_memory_is_its_own_not_that_of_the_process_that_started_it(
+    sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sync's process peaks at 1 GiB before it starts the worker (as ``bench ingest``'s did while it
+    # generated the sandbox's data): the worker, which only ever holds a few batches, must not report it.
+    peak = bytearray(1024 * 1024 * 1024)
+    peak[::4096] = b"\1" * len(range(0, len(peak), 4096))
+    del peak
+    monkeypatch.setattr(pipeline, "PARALLEL_AFTER_ROWS", 100)
+    report = run_sync("police_id_card", handle=store, batch_rows=50)
+    assert report.state == "success", report.error
+    assert report.worker_peak_rss_mib is not None and 50 < report.worker_peak_rss_mib < 700
+
+
 def test_a_worker_syncing_a_file_drop_archives_each_file_once_its_rows_are_committed(
     sandbox: Path, store: StoreHandle
 ) -> None:
