@@ -10,6 +10,7 @@ and seals in a worker process (:mod:`connectors.worker`) and loads here, in the 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -515,6 +517,25 @@ def _drain(pages: list[Page]) -> Iterator[Page]:
         yield pages.pop()
 
 
+@contextmanager
+def heap_frozen() -> Iterator[None]:
+    """Everything alive before a bulk sync (modules, the store's engine) out of the garbage collector's
+    sight while it runs, as the API does for its workers. A sync allocates and frees hundreds of thousands
+    of objects a batch, so the collector runs its full collections every second or so, and each walked
+    all of it again: in ``bench ingest`` of a million rows, 5.6 s of the sync's 46 s of CPU, and 10.3 s
+    of its worker's 50 (which freezes its own once its first batch is sent). Frozen: 2.7 and 3.8 s, and
+    18,171-19,440 records/s against 17,101-17,393. A caller that froze its own heap keeps it as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run_sync(
     source: str,
     *,
@@ -599,7 +620,7 @@ def run_sync(
             pages.close()  # the worker reads again, from the same committed state
             read.clear()
             worker_rows = min(batch_rows, WORKER_BATCH_ROWS)
-            with SyncWorker(
+            with heap_frozen(), SyncWorker(
                 source, config=config, keyring=handle.keyring, state=state, batch_rows=worker_rows
             ) as worker:
                 for sealed in worker.batches():

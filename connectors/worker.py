@@ -12,6 +12,7 @@ committed stay, and the cursor covers exactly them.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import multiprocessing
 import os
 import pickle
@@ -175,6 +176,7 @@ def _work(
 
     os.nice(WORKER_NICE)
     connector = None
+    frozen = False
     try:
         contract = load_contract(source)
         connector_class = get_connector(source)
@@ -189,6 +191,10 @@ def _work(
             del prepared, flats
             pipe.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
             del message
+            if not frozen:  # GX is loaded and its suite built: see :func:`connectors.pipeline.heap_frozen`
+                gc.collect()
+                gc.freeze()
+                frozen = True
         pipe.send_bytes(pickle.dumps(("done", _peak_rss_mib())))
     except Exception as error:  # noqa: BLE001 - handed to the sync, which fails the run with it
         pipe.send_bytes(pickle.dumps(("error", _safe_error(error))))

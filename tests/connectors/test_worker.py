@@ -3,6 +3,7 @@ dies leaves behind. The shared suite runs every connector both ways."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -38,6 +39,7 @@ def test_a_source_with_more_rows_than_the_read_ahead_goes_on_in_a_worker(
     monkeypatch.setattr(pipeline, "PARALLEL_AFTER_ROWS", 100)
     big = run_sync("police_id_card", handle=store, batch_rows=50)  # 300 persons and their defects
     assert big.state == "success", big.error
+    assert gc.get_freeze_count() == 0  # the heap the sync kept from the collector is given back
     assert big.worker_peak_rss_mib is not None and big.worker_peak_rss_mib > 0
     good, bad = _expected(sandbox, "police_id_card")
     # The rows read ahead here were let go: the worker read them again, and nothing counts twice.
