@@ -620,9 +620,12 @@ def run_sync(
             pages.close()  # the worker reads again, from the same committed state
             read.clear()
             worker_rows = min(batch_rows, WORKER_BATCH_ROWS)
-            with heap_frozen(), SyncWorker(
-                source, config=config, keyring=handle.keyring, state=state, batch_rows=worker_rows
-            ) as worker:
+            with (
+                heap_frozen(),
+                SyncWorker(
+                    source, config=config, keyring=handle.keyring, state=state, batch_rows=worker_rows
+                ) as worker,
+            ):
                 for sealed in worker.batches():
                     # The worker read the pages; what its pages would do after the commit, finalise does.
                     load(sealed, sealed.commits, [partial(connector.finalise, sealed.commits)])
