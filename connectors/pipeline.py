@@ -629,8 +629,8 @@ def run_sync(
                 for sealed in worker.batches():
                     # The worker read the pages; what its pages would do after the commit, finalise does.
                     load(sealed, sealed.commits, [partial(connector.finalise, sealed.commits)])
-                    # Loaded before the next is taken: the worker, the slower half, prepares that one
-                    # meanwhile, and this process holds one batch at a time.
+                    # Loaded before the next is taken: the worker prepares the next ones meanwhile, and
+                    # this process holds one batch, and at most one more as it came over the pipe.
                     settle()
             report.worker_peak_rss_mib = worker.peak_rss_mib
         else:

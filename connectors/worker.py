@@ -16,7 +16,9 @@ import gc
 import multiprocessing
 import os
 import pickle
+import queue
 import resource
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -121,6 +123,23 @@ class SyncWorker:
         sent.close()
         #: The worker's peak resident memory, once it has read everything.
         self.peak_rss_mib: float | None = None
+        # A thread takes each message off the pipe as soon as it is sent, so the worker goes on with
+        # the next batch while this process loads; it holds at most one message not yet taken.
+        self._received: queue.Queue[bytes | None] = queue.Queue()
+        self._room = threading.Semaphore(1)
+        self._closing = threading.Event()
+        self._receiver = threading.Thread(target=self._receive, name=f"onecert-sync-{source}-pipe", daemon=True)
+        self._receiver.start()
+
+    def _receive(self) -> None:
+        try:
+            while True:
+                self._room.acquire()
+                if self._closing.is_set():
+                    return
+                self._received.put(self.pipe.recv_bytes())
+        except (EOFError, OSError):  # the worker has exited (or died): batches() says which
+            self._received.put(None)
 
     def batches(self) -> Iterator[SealedBatch]:
         """The worker's batches in order, until it has read everything.
@@ -129,13 +148,15 @@ class SyncWorker:
             SyncWorkerError: the worker failed (with its error's run-log text) or died.
         """
         while True:
-            try:
-                message = pickle.loads(self.pipe.recv_bytes())  # noqa: S301 - our own child, over its pipe
-            except EOFError:
+            data = self._received.get()
+            if data is None:
                 self.process.join(timeout=5)
                 raise SyncWorkerError(
                     f"the sync's worker process stopped without finishing (exit code {self.process.exitcode})"
-                ) from None
+                )
+            message = pickle.loads(data)  # noqa: S301 - our own child, over its pipe
+            del data
+            self._room.release()
             kind = message[0]
             if kind == "error":
                 raise SyncWorkerError(message[1])
@@ -152,13 +173,16 @@ class SyncWorker:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.pipe.close()
+        self._closing.set()
+        self._room.release()  # a receiver waiting for room wakes, and stops
         if self.process.is_alive():
             self.process.terminate()
         self.process.join(timeout=10)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+        self._receiver.join(timeout=10)  # the worker gone, its pipe ends: the receiver stops
+        self.pipe.close()
 
 
 def _work(
