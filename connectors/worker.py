@@ -128,7 +128,9 @@ class SyncWorker:
         self._received: queue.Queue[bytes | None] = queue.Queue()
         self._room = threading.Semaphore(1)
         self._closing = threading.Event()
-        self._receiver = threading.Thread(target=self._receive, name=f"onecert-sync-{source}-pipe", daemon=True)
+        self._receiver = threading.Thread(
+            target=self._receive, name=f"onecert-sync-{source}-pipe", daemon=True
+        )
         self._receiver.start()
 
     def _receive(self) -> None:
