@@ -37,9 +37,12 @@ def test_a_source_with_more_rows_than_the_read_ahead_goes_on_in_a_worker(
     sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pipeline, "PARALLEL_AFTER_ROWS", 100)
+    thresholds = gc.get_threshold()
     big = run_sync("police_id_card", handle=store, batch_rows=50)  # 300 persons and their defects
     assert big.state == "success", big.error
-    assert gc.get_freeze_count() == 0  # the heap the sync kept from the collector is given back
+    # The collector is as the sync found it: the heap it kept from it is given back, its thresholds too.
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
     assert big.worker_peak_rss_mib is not None and big.worker_peak_rss_mib > 0
     good, bad = _expected(sandbox, "police_id_card")
     # The rows read ahead here were let go: the worker read them again, and nothing counts twice.
