@@ -266,8 +266,18 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
         now = driver.moment(utcnow())
         rows = [(s.blind_index, s.kind, s.id_blob, s.name_blob, s.key_id, now, now) for s in missing]
         sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
-        session.connection().exec_driver_sql(sql, rows)
-        found.update(_subject_ids(session, [subject.blind_index for subject in missing]))
+        connection = session.connection()
+        inserted = connection.exec_driver_sql(sql, rows).rowcount
+        if driver.sqlite and inserted == len(missing):
+            # All of them new: SQLite gave them consecutive ids, in order, after the table's largest
+            # (one writer at a time, and this transaction is it). Saves reading them back: 2.6 µs a
+            # subject, of a bulk sync's load of about 40.
+            last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+            found.update(
+                (subject.blind_index, last - len(missing) + 1 + n) for n, subject in enumerate(missing)
+            )
+        else:  # PostgreSQL, or another writer created some of them meanwhile
+            found.update(_subject_ids(session, [subject.blind_index for subject in missing]))
     return found
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+import materials_store.store as store_module
 from materials_store.errors import DataError
 from materials_store.models import Material, Subject
 from materials_store.store import (
@@ -16,6 +19,7 @@ from materials_store.store import (
     find_subject,
     latest_materials,
     materials_of_subject,
+    resolve_subjects,
     revoke,
     subject_identifier,
     subject_name,
@@ -224,3 +228,39 @@ def test_latest_materials_by_blind_index_matches_by_subject_id(store: Store) -> 
         assert by_id[0].created_at.tzinfo is not None
         with pytest.raises(TypeError):
             latest_materials(session)
+
+
+@pytest.mark.parametrize("raced", [False, True], ids=["all new", "one created meanwhile"])
+def test_new_subjects_get_the_ids_the_store_gave_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch, raced: bool
+) -> None:
+    with store.session() as session:  # subjects already on file, between and around the new ones
+        resolve_subjects(
+            session, keyring=store.keyring, subjects=[(person(i), None) for i in range(0, 40, 3)]
+        )
+        session.commit()
+    if raced:  # another writer creates a subject after this batch looked for it, before it inserts
+        looked_up, calls = store_module._subject_ids, []
+
+        def stale(session: Session, indexes: Sequence[str]) -> dict[str, int]:
+            found = looked_up(session, indexes)
+            calls.append(len(indexes))
+            if len(calls) == 1:  # the batch's first look: it misses the subject the other writer created
+                del found[store.keyring.blind_index(person(6).value)]
+            return found
+
+        monkeypatch.setattr(store_module, "_subject_ids", stale)
+    with store.session() as session:
+        ids = resolve_subjects(
+            session, keyring=store.keyring, subjects=[(person(i), None) for i in range(40)]
+        )
+        session.commit()
+    with store.session() as session:
+        on_file = {
+            subject_identifier(store.keyring, subject): subject.id
+            for subject in session.scalars(select(Subject))
+        }
+    assert ids == on_file
+    assert len(on_file) == 40
+    if raced:  # it inserted 27 subjects, 26 of them new, and read the ids of the 27 back
+        assert calls == [40, 27]
