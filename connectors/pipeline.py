@@ -528,8 +528,8 @@ def bulk_gc() -> Iterator[None]:
     first batch is sent). Frozen: 2.7 and 3.8 s, and 18,171-19,440 records/s against 17,101-17,393;
     with the thresholds too, 1.4 and 2.6 s. A caller that froze its own heap keeps it as it is."""
     thresholds = gc.get_threshold()
-    frozen = gc.get_freeze_count() == 0
-    if frozen:
+    freezing = gc.get_freeze_count() == 0
+    if freezing:
         gc.collect()
         gc.freeze()
     gc.set_threshold(*BULK_GC_THRESHOLDS)
@@ -537,7 +537,7 @@ def bulk_gc() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        if frozen:
+        if freezing:
             gc.unfreeze()
 
 
