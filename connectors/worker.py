@@ -243,8 +243,15 @@ def _peak_rss_mib() -> float:
     """This process's peak resident memory. Linux's ``VmHWM`` is this interpreter's own: ``ru_maxrss``
     carries over exec the peak of the process that spawned it (the sync's, at the moment it started
     the worker)."""
+    peak = peak_mib(Path("/proc/self/status"))
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_mib(status: Path) -> float | None:
+    """A process's peak resident memory so far (``VmHWM`` in its ``/proc/.../status``), in MiB; None if
+    it cannot be read (the process is gone, or this is not Linux)."""
     try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:  # not Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return next(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+        lines = status.read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), None)

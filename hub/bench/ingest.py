@@ -17,6 +17,7 @@ from rich.table import Table
 
 from connectors.pipeline import run_sync
 from connectors.sandbox import control
+from connectors.worker import peak_mib
 from hub.bench.store import _raw_insert, _raw_tables
 from materials_store.models import MATERIALS
 from materials_store.runtime import open_store
@@ -121,9 +122,9 @@ def run_ingest_bench(
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         worker_cpu_seconds = _children_cpu() - children_cpu
         # The peaks of the sync, before the baseline below reads and writes the same rows again.
-        self_peak = _peak_mib(Path("/proc/self/status"))
+        self_peak = peak_mib(Path("/proc/self/status")) or 0.0
         server_peak = sum(
-            _peak_mib(Path(f"/proc/{entry['pid']}/status"))
+            peak_mib(Path(f"/proc/{entry['pid']}/status")) or 0.0
             for entry in control.load_state(home)["systems"].values()
             if entry.get("pid")
         )
@@ -138,15 +139,6 @@ def run_ingest_bench(
         report.extracted, report.loaded, report.quarantined, seconds, raw_seconds, self_peak, server_peak,
         sampler.peak_mib, cpu_seconds, report.worker_peak_rss_mib, worker_cpu_seconds,
     )  # fmt: skip
-
-
-def _peak_mib(status: Path) -> float:
-    """A process's peak resident memory so far (``VmHWM``), in MiB; 0 if it is gone."""
-    try:
-        lines = status.read_text().splitlines()
-    except OSError:
-        return 0.0
-    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), 0.0)
 
 
 def _children_cpu() -> float:
