@@ -16,7 +16,9 @@ from hub.bench.synthetic import person_id
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection; requests in sequence, bodies by Content-Length."""
+    """One keep-alive HTTP/1.1 connection; requests in sequence, bodies by Content-Length. A response
+    with ``Connection: close`` ends it, and the next request opens another (as a hub worker holding
+    more than its share of connections asks: :mod:`hub.api.balance`)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
@@ -44,6 +46,9 @@ class Connection:
                 name, _, value = line.partition(":")
                 response_headers[name.strip().lower()] = value.strip()
         await self.reader.readexactly(int(response_headers.get("content-length", "0")))
+        if response_headers.get("connection", "").lower() == "close":  # the next request reconnects
+            self.writer.close()
+            self.reader = self.writer = None
         return int(status_line.split()[1]), response_headers
 
 
