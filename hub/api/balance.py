@@ -60,8 +60,12 @@ class ConnectionBalance:
         if now < self._next_check:
             return False
         self._next_check = now + CHECK_INTERVAL
+        return self._published() > -(-sum(self.counts) // len(self.counts))
+
+    def _published(self) -> int:
+        """This worker's connections, now, also written to its slot for the others to see."""
         mine = self.counts[self.index] = self.open_connections()
-        return mine > -(-sum(self.counts) // len(self.counts))
+        return mine
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # the server's life: publish the count even with no requests
@@ -84,5 +88,5 @@ class ConnectionBalance:
 
     async def _publish(self) -> None:
         while True:
-            self.counts[self.index] = self.open_connections()
+            self._published()
             await asyncio.sleep(PUBLISH_INTERVAL)
