@@ -533,25 +533,6 @@ def seal_materials(keyring: Keyring, items: Sequence[MaterialInput]) -> list[Sea
     ]
 
 
-def in_load_order(materials: list[SealedMaterial]) -> list[SealedMaterial]:
-    """A batch ordered by subject blind index, for a bulk load: its new subjects are then inserted along
-    the blind-index B-tree rather than at random pages, and numbered in that order, so their materials
-    stay in subject-id order too. Rows of the same subject keep their order. A batch in which one record
-    comes twice with different subjects keeps the source's order, which decides the record's versions.
-    ``bench ingest`` of a million rows: the sync's process used 1.1 s less CPU (33.9 s against 35.0).
-    """
-    subjects: dict[tuple[str, str], str] = {}
-    for sealed in materials:
-        index = sealed.subject.blind_index
-        if subjects.setdefault((sealed.item.type_code, sealed.item.source_record_id), index) != index:
-            return materials
-    return sorted(materials, key=_blind_index_of)
-
-
-def _blind_index_of(sealed: SealedMaterial) -> str:
-    return sealed.subject.blind_index
-
-
 def upsert_materials(
     session: Session,
     *,

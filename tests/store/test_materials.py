@@ -17,18 +17,15 @@ from materials_store.store import (
     decrypt_payload,
     expire_materials,
     find_subject,
-    in_load_order,
     latest_materials,
     materials_of_subject,
     resolve_subjects,
     revoke,
-    seal_materials,
     subject_identifier,
     subject_name,
     supersede,
     today,
     upsert_materials,
-    write_materials,
 )
 from tests.store.conftest import Store, person
 
@@ -98,35 +95,6 @@ def test_a_record_changed_twice_in_one_batch_leaves_one_valid_head(store: Store)
         rows = materials_of_subject(session, subject_id=session.get(Material, result.ids[2]).subject_id)
     assert [(m.version, m.status) for m in rows] == [(1, "superseded"), (2, "superseded"), (3, "valid")]
     assert rows[0].superseded_by == rows[1].id and rows[1].superseded_by == rows[2].id
-
-
-def test_a_bulk_load_goes_in_blind_index_order_keeping_each_subjects_rows_in_order(store: Store) -> None:
-    batch = [hukou(i, record=f"A{i}") for i in range(30)] + [hukou(i, record=f"B{i}") for i in range(30)]
-    ordered = in_load_order(seal_materials(store.keyring, batch))
-    indexes = [sealed.subject.blind_index for sealed in ordered]
-    assert indexes == sorted(indexes)
-    records = [sealed.item.source_record_id for sealed in ordered]
-    assert all(records.index(f"A{i}") + 1 == records.index(f"B{i}") for i in range(30))
-
-
-def test_a_record_moved_to_another_subject_within_a_batch_keeps_the_sources_order(store: Store) -> None:
-    # The record is corrected to a subject whose blind index sorts before the first one's: ordered by
-    # blind index, the correction would be loaded first and the superseded row become the head.
-    first, corrected = sorted([7, 8], key=lambda n: store.keyring.blind_index(person(n).value), reverse=True)
-    batch = [hukou(n) for n in range(5, 10)] + [hukou(corrected, record=f"HK{first:06d}", address="更正")]
-    with store.session() as session:
-        sealed = in_load_order(seal_materials(store.keyring, batch))
-        write_materials(session, materials=sealed, source="police_hukou")
-        session.commit()
-        versions = session.scalars(
-            select(Material).where(Material.source_record_id == f"HK{first:06d}").order_by(Material.version)
-        ).all()
-        assert [(m.version, m.status) for m in versions] == [(1, "superseded"), (2, "valid")]
-        assert decrypt_payload(store.keyring, versions[1])["address"] == "更正"
-        assert (
-            versions[1].subject_id
-            == find_subject(session, keyring=store.keyring, identifier=person(corrected)).id
-        )
 
 
 def test_latest_materials_filters_by_type_and_status(store: Store) -> None:
