@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -190,33 +191,16 @@ def _same(value: Any) -> Any:
     return value
 
 
-#: Days as SQLite stores them (ISO text) and back, remembered: a bulk load formats and compares the same
-#: few thousand days again and again (formatting each anew cost it 1.2 µs a row). Cleared when full.
-_DAY_TEXT: dict[dt.date, str] = {}
-_TEXT_DAY: dict[str, dt.date] = {}
-_DAYS_KEPT = 1 << 16
-
-
+# Days as SQLite stores them (ISO text) and back, remembered: a bulk load formats and compares the same
+# few thousand days again and again (formatting each anew cost it 1.2 µs a row).
+@functools.lru_cache(maxsize=1 << 16)
 def _day_text(value: dt.date | None) -> str | None:
-    if value is None:
-        return None
-    text = _DAY_TEXT.get(value)
-    if text is None:
-        if len(_DAY_TEXT) >= _DAYS_KEPT:
-            _DAY_TEXT.clear()
-        text = _DAY_TEXT[value] = value.isoformat()
-    return text
+    return None if value is None else value.isoformat()
 
 
-def _text_day(text: str | None) -> Any:
-    if text is None:
-        return None
-    value = _TEXT_DAY.get(text)
-    if value is None:
-        if len(_TEXT_DAY) >= _DAYS_KEPT:
-            _TEXT_DAY.clear()
-        value = _TEXT_DAY[text] = dt.date.fromisoformat(text)
-    return value
+@functools.lru_cache(maxsize=1 << 16)
+def _text_day(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
 
 
 class DriverValues:
@@ -534,7 +518,8 @@ def _heads(session: Session, type_code: str, record_ids: Sequence[str]) -> dict[
             for record, material_id, version, sha, issued, until, subject in connection.exec_driver_sql(
                 sql, parameters
             ):
-                heads[record] = _Head(material_id, version, sha, _text_day(issued), _text_day(until), subject)
+                until_day = None if until is None else _text_day(until)
+                heads[record] = _Head(material_id, version, sha, _text_day(issued), until_day, subject)
         return heads
     sql = (
         f"SELECT {columns} FROM materials WHERE type_code = %s AND superseded_by IS NULL"  # noqa: S608
