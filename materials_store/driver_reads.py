@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine, event
 
 from materials_store.db import own_connection, own_server_connection, server_connect_args
-from materials_store.store import MaterialView
+from materials_store.store import MaterialView, text_day
 
 _CLIENT_STATUS = "SELECT status FROM clients WHERE id = ?"
 _SUBJECT_COLUMNS = "s.id, s.blind_index, s.key_id, s.id_ciphertext, s.name_ciphertext, " + ", ".join(
@@ -71,10 +71,6 @@ def _aware_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC)
 
 
-def _text_day(text: str) -> dt.date:
-    return dt.date.fromisoformat(text)
-
-
 def _same_day(day: dt.date) -> dt.date:
     return day
 
@@ -103,7 +99,7 @@ class DriverReads:
             ]
         }  # fmt: skip
         self._moment = _text_utc if self.sqlite else _aware_utc
-        self._day = _text_day if self.sqlite else _same_day
+        self._day = text_day if self.sqlite else _same_day
         self._idle: list[Any] = []  # list.append and list.pop are atomic: no lock needed
         event.listen(engine, "engine_disposed", lambda _engine: self.close())
 

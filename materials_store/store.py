@@ -194,12 +194,14 @@ def _same(value: Any) -> Any:
 # Days as SQLite stores them (ISO text) and back, remembered: a bulk load formats and compares the same
 # few thousand days again and again (formatting each anew cost it 1.2 µs a row).
 @functools.lru_cache(maxsize=1 << 16)
-def _day_text(value: dt.date | None) -> str | None:
+def day_text(value: dt.date | None) -> str | None:
+    """A date as SQLite stores it (SQLAlchemy's ``Date`` on SQLite: ISO text)."""
     return None if value is None else value.isoformat()
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _text_day(text: str) -> dt.date:
+def text_day(text: str) -> dt.date:
+    """A date SQLite stored as ISO text, read back."""
     return dt.date.fromisoformat(text)
 
 
@@ -212,12 +214,10 @@ class DriverValues:
         self.sqlite = dialect.name == "sqlite"
         self.marker = "?" if dialect.paramstyle == "qmark" else "%s"
 
-    def day(self, value: dt.date | None) -> Any:
-        return _day_text(value) if self.sqlite else value
-
     def days(self) -> Callable[[dt.date | None], Any]:
-        """:meth:`day` as a plain function, remembering what it gave (:func:`_day_text`)."""
-        return _day_text if self.sqlite else _same
+        """What the driver stores for a date: ISO text on SQLite (:func:`day_text`), the date itself on
+        PostgreSQL."""
+        return day_text if self.sqlite else _same
 
     def moment(self, value: dt.datetime) -> Any:
         if self.sqlite:  # SQLAlchemy's SQLite DATETIME storage format, in UTC
@@ -518,8 +518,8 @@ def _heads(session: Session, type_code: str, record_ids: Sequence[str]) -> dict[
             for record, material_id, version, sha, issued, until, subject in connection.exec_driver_sql(
                 sql, parameters
             ):
-                until_day = None if until is None else _text_day(until)
-                heads[record] = _Head(material_id, version, sha, _text_day(issued), until_day, subject)
+                until_day = None if until is None else text_day(until)
+                heads[record] = _Head(material_id, version, sha, text_day(issued), until_day, subject)
         return heads
     sql = (
         f"SELECT {columns} FROM materials WHERE type_code = %s AND superseded_by IS NULL"  # noqa: S608

@@ -269,11 +269,11 @@ def test_new_subjects_get_the_ids_the_store_gave_them(
 def test_days_are_remembered_within_a_bound() -> None:
     """A bulk load's dates go to SQLite as ISO text and come back as dates through bounded caches; they
     keep giving the right answers once full."""
-    size = store_module._day_text.cache_info().maxsize
-    assert size is not None and store_module._text_day.cache_info().maxsize == size
+    size = store_module.day_text.cache_info().maxsize
+    assert size is not None and store_module.text_day.cache_info().maxsize == size
     days = [dt.date(1900, 1, 1) + dt.timedelta(days=n) for n in range(size + 1000)]
     for _ in range(2):
-        assert [store_module._day_text(day) for day in days] == [day.isoformat() for day in days]
-        assert [store_module._text_day(day.isoformat()) for day in days] == days
-    assert store_module._day_text(None) is None
-    assert store_module._day_text.cache_info().currsize <= size
+        assert [store_module.day_text(day) for day in days] == [day.isoformat() for day in days]
+        assert [store_module.text_day(day.isoformat()) for day in days] == days
+    assert store_module.day_text(None) is None
+    assert store_module.day_text.cache_info().currsize <= size
