@@ -144,7 +144,8 @@ class DriverReads:
         """The client's status (None for an unknown client), the subject with this blind index (or None)
         and its valid materials as :func:`~materials_store.store.latest_materials` lists them, in one
         statement: a lookup's caller check and its read in one round trip."""
-        return self.status_subject_from(self._rows("client_subject_and_materials", (blind_index, client_id)))
+        rows = self._rows("client_subject_and_materials", (bytes.fromhex(blind_index), client_id))
+        return self.status_subject_from(rows)
 
     def last_synced(self) -> dict[str, dt.datetime | None]:
         """When each source whose newest run succeeded finished it."""
@@ -159,7 +160,9 @@ class DriverReads:
     def subject_from(self, rows: list[tuple[Any, ...]]) -> tuple[SubjectRow | None, list[MaterialView]]:
         if not rows:
             return None, []
-        return SubjectRow(*rows[0][:5]), [self._view(row[5:]) for row in rows if row[5] is not None]
+        subject_id, blind_index, key_id, id_ciphertext, name_ciphertext = rows[0][:5]
+        subject = SubjectRow(subject_id, bytes(blind_index).hex(), key_id, id_ciphertext, name_ciphertext)
+        return subject, [self._view(row[5:]) for row in rows if row[5] is not None]
 
     def status_subject_from(
         self, rows: list[tuple[Any, ...]]
@@ -245,7 +248,7 @@ class LoopReads:
     async def client_subject_and_materials(
         self, client_id: str, blind_index: str
     ) -> tuple[str | None, SubjectRow | None, list[MaterialView]]:
-        rows = await self._rows("client_subject_and_materials", (blind_index, client_id))
+        rows = await self._rows("client_subject_and_materials", (bytes.fromhex(blind_index), client_id))
         return self.reads.status_subject_from(rows)
 
     async def last_synced(self) -> dict[str, dt.datetime | None]:

@@ -53,6 +53,24 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+class BlindIndex(TypeDecorator[str]):
+    """A blind index: 64 hex digits in Python (usage records and AADs keep that form), its 32 bytes in the
+    subjects table. Half the key keeps the table's unique index, which every new subject lands in at
+    random, half the size: ``bench ingest``'s load slowed less as a million subjects went in (a raw-SQL
+    harness of subjects with their materials: 19.7 µs of CPU a row against 23.6, the last quarter 22.2 µs
+    against 30.3 of wall time). Statements that bypass SQLAlchemy convert with ``bytes.fromhex`` and
+    ``bytes.hex``."""
+
+    impl = LargeBinary(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> bytes | None:
+        return None if value is None else bytes.fromhex(value)
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> str | None:
+        return None if value is None else bytes(value).hex()
+
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -74,7 +92,7 @@ class Subject(Base):
     __tablename__ = "subjects"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    blind_index: Mapped[str] = mapped_column(String(64), unique=True)
+    blind_index: Mapped[str] = mapped_column(BlindIndex, unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     id_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     name_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)

@@ -285,7 +285,10 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
     if missing:
         driver = DriverValues(session)
         now = driver.moment(utcnow())
-        rows = [(s.blind_index, s.kind, s.id_blob, s.name_blob, s.key_id, now, now) for s in missing]
+        rows = [
+            (bytes.fromhex(s.blind_index), s.kind, s.id_blob, s.name_blob, s.key_id, now, now)
+            for s in missing
+        ]
         sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
         connection = session.connection()
         inserted = connection.exec_driver_sql(sql, rows).rowcount
@@ -321,19 +324,34 @@ def resolve_subjects(
     return {value: ids[subject.blind_index] for value, subject in sealed.items()}
 
 
+#: Blind indexes a SQLite probe for subjects binds at once. The column holds bytes, which a JSON array
+#: cannot carry (and SQLite 3.40 has no ``unhex``): the probe is one fixed statement of this many
+#: parameters, prepared once, the last group padded with a repeated index.
+SUBJECT_PROBE = 500
+_SUBJECT_PROBE_SQL = (
+    f"SELECT blind_index, id FROM subjects WHERE blind_index IN ({', '.join('?' * SUBJECT_PROBE)})"  # noqa: S608 - marks only
+)
+
+
 def _subject_ids(session: Session, indexes: Sequence[str]) -> dict[str, int]:
-    """Subject ids by blind index, in one query whatever the batch size: the indexes travel as one JSON
-    array (SQLite) or array (PostgreSQL) parameter, not as thousands of bound parameters."""
+    """Subject ids by blind index (hex): one query per :data:`SUBJECT_PROBE` indexes on SQLite, one in all
+    on PostgreSQL (an array parameter); never a statement compiled for each batch."""
     if not indexes:
         return {}
+    keys = [bytes.fromhex(index) for index in indexes]
     connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        sql = "SELECT blind_index, id FROM subjects WHERE blind_index IN (SELECT value FROM json_each(?))"
-        parameter: Any = orjson.dumps(list(indexes)).decode("ascii")
-    else:
+    if connection.dialect.name != "sqlite":
         sql = "SELECT blind_index, id FROM subjects WHERE blind_index = ANY(%s)"
-        parameter = list(indexes)
-    return {index: subject_id for index, subject_id in connection.exec_driver_sql(sql, (parameter,))}
+        return {bytes(key).hex(): subject_id for key, subject_id in connection.exec_driver_sql(sql, (keys,))}
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), SUBJECT_PROBE):
+        group = keys[start : start + SUBJECT_PROBE]
+        group += [group[0]] * (SUBJECT_PROBE - len(group))
+        found.update(
+            (key.hex(), subject_id)
+            for key, subject_id in connection.exec_driver_sql(_SUBJECT_PROBE_SQL, tuple(group))
+        )
+    return found
 
 
 def ensure_subject(
