@@ -565,8 +565,16 @@ def seal_materials(keyring: Keyring, items: Sequence[MaterialInput]) -> list[Sea
     ids, and the ciphertexts of subjects and payloads. A sync's load does it while windows' usage records
     have the store's writer lock (:func:`connectors.pipeline.load_batch`), so they wait only for its SQL.
     Each item is sealed as if it were new; what an unchanged one was given is dropped."""
+    return seal_canonicals(keyring, items, canonical_json_many([item.payload for item in items]))
+
+
+def seal_canonicals(
+    keyring: Keyring, items: Sequence[MaterialInput], canonicals: Sequence[bytes]
+) -> list[SealedMaterial]:
+    """:func:`seal_materials` of items whose payloads are given as their canonical JSON, in the same
+    order (the items' own payloads are not read): a sync's worker hands some batches over so, for the
+    sync's process to seal (:mod:`connectors.worker`)."""
     subjects = seal_subjects(keyring, ((item.subject, item.subject_name) for item in items))
-    canonicals = canonical_json_many([item.payload for item in items])
     material_ids = new_material_ids(len(items))
     key_id, blobs = keyring.encrypt_many(
         canonicals, [_payload_aad(material_id) for material_id in material_ids]

@@ -133,3 +133,47 @@ def test_a_sync_into_postgresql_loads_every_good_row_once(
         assert (again.state, again.extracted) == ("success", 0)
     finally:
         store.engine.dispose()
+
+
+def test_a_batch_handed_over_open_is_sealed_by_the_sync_as_the_worker_would_have() -> None:
+    """When the sync's process has nothing to load, the worker sends the next batch open (fields and
+    canonical payloads) and the sync seals it: the same subjects, hashes and payloads as a sealed batch."""
+    import datetime as dt
+
+    from connectors.worker import _open, _seal_opened
+    from materials_store.crypto import Keyring
+    from materials_store.identity import parse_identifier
+    from materials_store.store import MaterialInput, canonical_json_many, seal_materials
+    from tests.store.conftest import person
+
+    keyring = Keyring.generate()
+    items = [
+        MaterialInput(
+            "police.id_card", person(serial), f"R{serial}", dt.date(2020, 1, serial + 1),
+            dt.date(2040, 1, 1) if serial % 2 else None, {"name": f"名{serial}", "serial": serial}, "police",
+            f"姓名{serial}" if serial % 3 else None, None,
+        )
+        for serial in range(6)
+    ]  # fmt: skip
+    canonicals = canonical_json_many([item.payload for item in items])
+    by_worker = seal_materials(keyring, items)
+    by_sync = _seal_opened(
+        keyring, [_open(item, canonical) for item, canonical in zip(items, canonicals, strict=True)]
+    )
+    assert len(by_sync) == len(items)
+    for item, canonical, worker, sync in zip(items, canonicals, by_worker, by_sync, strict=True):
+        assert sync.item._replace(payload=item.payload) == item
+        assert sync.sha == worker.sha
+        assert keyring.decrypt(sync.key_id, sync.ciphertext, aad=b"material:" + sync.id.encode()) == canonical
+        assert sync.subject.blind_index == worker.subject.blind_index
+        aad = b"subject:" + sync.subject.blind_index.encode()
+        assert (
+            parse_identifier(keyring.decrypt(sync.subject.key_id, sync.subject.id_blob, aad=aad).decode())
+            == item.subject
+        )
+        if item.subject_name:
+            assert sync.subject.name_blob is not None
+            name = keyring.decrypt(sync.subject.key_id, sync.subject.name_blob, aad=aad + b":name").decode()
+            assert name == item.subject_name
+        else:
+            assert sync.subject.name_blob is None
