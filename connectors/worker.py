@@ -166,8 +166,6 @@ class SyncWorker:
         sent.close()
         #: The worker's peak resident memory, once it has read everything.
         self.peak_rss_mib: float | None = None
-        #: Batches the worker handed over open, sealed in this process.
-        self.sealed_here = 0
         # A thread takes each message off the pipe as soon as it is sent, so the worker goes on with
         # the next batch while this process loads; it holds at most one message not yet taken.
         self._received: queue.Queue[bytes | None] = queue.Queue()
@@ -216,7 +214,6 @@ class SyncWorker:
             _, extracted, flats, bad, quarantined_ids, commits = message
             if kind == "open":
                 materials = _seal_opened(self.keyring, flats)
-                self.sealed_here += 1
             else:
                 materials = [_sealed(flat) for flat in flats]
             del message, flats  # not held while the batch loads
@@ -250,10 +247,10 @@ def _work(
 ) -> None:
     """The worker's main: read, validate, seal and send each batch; then "done", or "error" and its text.
 
-    A batch validated while nothing waits to be loaded after the sync's current one (``idle``) goes over open, for that
-    process to seal: it would only wait for this one to. So the two share the sealing as their speeds
-    let them: a load into a small store is quicker than a batch's validation and sealing, into a large
-    one it is not."""
+    A batch validated while nothing waits to be loaded after the sync's current one (``idle``) goes over
+    open, for that process to seal: it would only wait for this one to. So the two share the sealing as
+    their speeds let them: a load into a small store is quicker than a batch's validation and sealing,
+    into a large one it is not."""
     from connectors.pipeline import _batches, _safe_error, prefetch, prepare_batch
     from connectors.registry import get_connector
     from contracts import load_contract
