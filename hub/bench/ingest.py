@@ -93,10 +93,21 @@ def run_ingest_bench(
 
     Args:
         home: where the sandbox data is kept; generated data of the same size is reused across runs (a
-            million rows take minutes to generate). The store is always new, in a temporary folder.
+            million rows take minutes to generate). Without it the data goes in a temporary folder,
+            removed at the end. The store is always new, in a temporary folder, removed at the end.
     """
+    owned_home = home is None  # the bench's own sandbox data goes with it: a million rows' take 1.6 GB
     home = home or Path(tempfile.mkdtemp(prefix="onecert-bench-ingest-"))
     store_dir = Path(tempfile.mkdtemp(prefix="onecert-bench-ingest-store-"))
+    try:
+        return _bench(home, store_dir, rows=rows, batch=batch, page=page)
+    finally:
+        shutil.rmtree(store_dir, ignore_errors=True)
+        if owned_home:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _bench(home: Path, store_dir: Path, *, rows: int, batch: int, page: int) -> IngestBenchResult:
     os.environ[f"ONECERT_SOURCE_{SOURCE.upper()}_PAGE_SIZE"] = str(page)
     settings = Settings(home=home, dev=True, database_url=f"sqlite:///{store_dir / 'onecert.db'}")
     # The data is generated in a process of its own: a million rows grow a heap this one would keep, and
@@ -132,9 +143,9 @@ def run_ingest_bench(
             raise RuntimeError(f"the benchmark sync failed: {report.error}")
         _, raw_materials = _raw_tables(handle.engine)
         raw_seconds = _raw_insert(handle.sessions, MATERIALS, raw_materials, batch)
+        handle.engine.dispose()
     finally:
         control.down(home)
-        shutil.rmtree(store_dir, ignore_errors=True)
     return IngestBenchResult(
         report.extracted, report.loaded, report.quarantined, seconds, raw_seconds, self_peak, server_peak,
         sampler.peak_mib, cpu_seconds, report.worker_peak_rss_mib, worker_cpu_seconds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import resource
+import shutil
 import statistics
 import tempfile
 import time
@@ -89,7 +90,16 @@ def run_store_bench(
     """Load ``rows`` synthetic materials with the batch upsert, then the same rows with raw executemany
     into twin tables on the same engine, then time lookups of random subjects."""
     workdir = Path(tempfile.mkdtemp(prefix="onecert-bench-store-"))
-    engine = engine_for_url(database_url or f"sqlite:///{workdir / 'bench.db'}")
+    try:
+        return _bench(
+            database_url or f"sqlite:///{workdir / 'bench.db'}", rows=rows, batch=batch, lookups=lookups
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _bench(database_url: str, *, rows: int, batch: int, lookups: int) -> StoreBenchResult:
+    engine = engine_for_url(database_url)
     upgrade(engine)
     sessions = session_factory(engine)
     keyring = Keyring.generate()
