@@ -1,8 +1,9 @@
 """Extract → map → normalise IDs → validate → load valid rows / quarantine invalid ones → commit the cursor.
 
-One transaction per batch holds the batch's materials, its quarantine rows and the cursor that covers
-them: a crash rolls all three back together, so a rerun neither skips nor doubles a row. A failing
-source fails the run and leaves the cursor at the last committed batch. The Airflow DAGs call the same
+A batch's materials, its quarantine rows and the cursor that covers them commit in one transaction (on
+SQLite a bulk sync's transaction may hold several whole batches): a crash rolls all three back together,
+so a rerun neither skips nor doubles a row. A failing source fails the run and leaves the cursor at the
+last committed batch. The Airflow DAGs call the same
 functions (:func:`process_batch` is the validate-and-load step). A bulk :func:`run_sync` reads, validates
 and seals in a worker process (:mod:`connectors.worker`) and loads here, in the same order.
 """
@@ -19,14 +20,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from connectors.base import DEFAULT_STREAM, Page
@@ -290,9 +291,18 @@ LOAD_CHUNK_ROWS = 500
 #: ``bench lookup --during-sync``: 500-row chunks held lookups to about 300/s with p99 near 600 ms;
 #: 50-row chunks to about 800/s with p99 near 150 ms.
 LOAD_SHARED_CHUNK_ROWS = 50
-#: Materials at most per write transaction on the embedded store, waiters or not: it bounds the dirty
-#: pages SQLite keeps in memory until the commit.
-LOAD_COMMIT_ROWS = 50_000
+#: Materials per write transaction of a load on the embedded store while no other process waits for it.
+#: A sync's transaction runs on from one batch to the next (:class:`LoadTransaction`) until it holds this
+#: many. A commit writes every page it changed to the WAL, and the checkpoint writes it again; a batch
+#: lands at random in two indexes (subjects by blind index, materials by validity) and changes most of
+#: their pages, so a commit per 25,000-row batch rewrote them whole each time. Replaying a million rows'
+#: worker batches into a new store: 35.5-36.8 µs a row (wall) committing each batch, 31.8-32.8 with
+#: 100,000-row transactions, 33.9 with 50,000, 32.1 with 200,000; the same peak memory (the page cache
+#: spills what it cannot hold).
+LOAD_COMMIT_ROWS = 100_000
+#: Seconds between looks for another process waiting for the store while a sync's transaction stays open
+#: between two batches (:meth:`LoadTransaction.watch`).
+LOAD_WATCH_SECONDS = 0.002
 #: The page cache of a load's connection, in MiB (the store's connections keep 64). A load writes into
 #: random-key indexes (subjects by blind index, materials by record id): a cache that holds their hot
 #: pages across a whole 50,000-row transaction writes each touched page once per commit. ``bench ingest``
@@ -309,6 +319,76 @@ WORKER_LOAD_CACHE_MIB = 64
 LOAD_CHUNK_PAUSE = 0.01
 
 
+class LoadTransaction:
+    """A load's write transaction on the store: its session, inside the store's :class:`WriterLock`.
+
+    :func:`load_batch` alone commits at the end of its batch. A sync passes one of these from batch to
+    batch (all calls from its loader thread): on the embedded store, while no other process waits for
+    the store, the transaction then runs on over several batches, each with its cursor, until it holds
+    :data:`LOAD_COMMIT_ROWS` materials. A crash rolls those batches back together with their cursors.
+    ``committed`` counts the batches a commit covers, for the sync's bookkeeping.
+    """
+
+    def __init__(self, handle: StoreHandle, *, group: bool = False) -> None:
+        self.handle = handle
+        self.group = group and handle.embedded
+        self.lock = writer_lock(handle.engine)
+        self.uncommitted = 0  # materials written since the last commit
+        self.written = 0  # batches written whole, cursors included
+        self.committed = 0  # of those, the batches a commit covers
+        self._open: ExitStack | None = None
+        self._session: Session | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open is not None
+
+    def session(self) -> Session:
+        """The open transaction's session; the lock is taken and the session made on first use, on a
+        connection of its own (so the checkpoint after the lock is let go runs on the same one)."""
+        if self._session is None:
+            with ExitStack() as stack:
+                connection = stack.enter_context(self.handle.engine.connect())
+                stack.callback(self._after, connection)  # after the lock is let go
+                stack.enter_context(self.lock.held())
+                self._session = stack.enter_context(self.handle.sessions(bind=connection))
+                self._open = stack.pop_all()
+        return self._session
+
+    def commit(self) -> None:
+        """Commit, with the lock still held: the batches written so far are covered."""
+        self.session().commit()
+        self.uncommitted = 0
+        self.committed = self.written
+
+    def close(self, *, commit: bool = True) -> None:
+        """Commit (or roll back) and let go of the lock; then checkpoint the WAL the commit filled."""
+        if self._open is None:
+            return
+        try:
+            if commit:
+                self.commit()
+        finally:
+            self.uncommitted = 0
+            self._session = None
+            opened, self._open = self._open, None
+            opened.close()
+
+    def _after(self, connection: Connection) -> None:
+        if self.handle.embedded:  # the connection goes back to the pool with SQLite's default
+            connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            checkpoint_wal(driver)
+
+    def watch(self, arrived: threading.Event) -> None:
+        """Between two batches, with the transaction open: until the next batch has ``arrived``, commit
+        and let go the moment another process waits for the store (a window's usage record)."""
+        while self.is_open and not arrived.wait(LOAD_WATCH_SECONDS):
+            if self.lock.others_waiting():
+                self.close()
+
+
 def load_batch(
     handle: StoreHandle,
     *,
@@ -317,6 +397,7 @@ def load_batch(
     run_id: str,
     commits: list[tuple[str, str]],
     cache_mib: int = LOAD_CACHE_MIB,
+    transaction: LoadTransaction | None = None,
 ) -> BatchOutcome:
     """Upsert the batch's materials, quarantine its bad rows and save the cursor. A batch a sync's worker
     process sealed (:class:`~connectors.worker.SealedBatch`) is written as it is.
@@ -330,6 +411,10 @@ def load_batch(
     waits for SQL only. The last transaction holds the quarantine and the cursor. A crash in between
     leaves some materials loaded and the cursor where it was: the rerun pulls those rows again and finds
     them unchanged, so nothing is lost or doubled.
+
+    A sync's ``transaction`` may stay open after the batch (see :class:`LoadTransaction`): when nobody
+    waited for the store during it and it holds fewer than :data:`LOAD_COMMIT_ROWS` materials.
+    Without one, the batch commits at its end.
     """
     embedded = handle.embedded
     materials: list[MaterialInput] = []  # to seal here
@@ -351,10 +436,11 @@ def load_batch(
         seal_ahead(LOAD_CHUNK_ROWS if embedded else len(materials))
         bad = seal_quarantine(handle.keyring, source=contract.source, rows=batch.bad)
     total = UpsertResult()
-    lock = writer_lock(handle.engine)
-    uncommitted = 0
+    transaction = transaction or LoadTransaction(handle)
+    lock = transaction.lock
     shared = False
-    with lock.held(), handle.sessions() as session:
+    try:
+        session = transaction.session()
         wal = partial(_checkpoint, session)
 
         def meanwhile() -> None:  # with the lock let go: the WAL, and the next rows' CPU work
@@ -362,7 +448,7 @@ def load_batch(
             seal_ahead(LOAD_CHUNK_ROWS - len(sealed))  # what the last chunk used
 
         while True:
-            if embedded and uncommitted == 0:
+            if embedded and transaction.uncommitted == 0:
                 session.connection().exec_driver_sql(f"PRAGMA cache_size=-{cache_mib * 1024}")
                 # Its commits do not checkpoint the WAL: it does, after each, with waiters let in first.
                 session.connection().exec_driver_sql("PRAGMA wal_autocheckpoint=0")
@@ -378,12 +464,11 @@ def load_batch(
             total.inserted += result.inserted
             total.new_versions += result.new_versions
             total.unchanged += result.unchanged
-            uncommitted += len(chunk)
+            transaction.uncommitted += len(chunk)
             if not sealed and next_to_seal >= len(materials):
                 break
-            if uncommitted >= LOAD_COMMIT_ROWS or lock.others_waiting():
-                session.commit()
-                uncommitted = 0
+            if transaction.uncommitted >= LOAD_COMMIT_ROWS or lock.others_waiting():
+                transaction.commit()
                 # Lookups' usage records go in first; from then on the chunks are small.
                 if lock.let_waiters_in(LOAD_CHUNK_PAUSE, meanwhile=meanwhile):
                     shared = True
@@ -392,9 +477,12 @@ def load_batch(
         write_quarantine(session, source=contract.source, run_id=run_id, rows=bad)
         for stream, value in dict(commits).items():  # the last value of each stream covers the batch
             save_cursor(session, source=contract.source, stream=stream, cursor=value, run_id=run_id)
-        if embedded:  # the last commit checkpoints as SQLite would; the pooled connection keeps the default
-            session.connection().exec_driver_sql(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-        session.commit()
+        transaction.written += 1
+        if not transaction.group or shared or transaction.uncommitted >= LOAD_COMMIT_ROWS:
+            transaction.close()
+    except BaseException:
+        transaction.close(commit=False)
+        raise
     return BatchOutcome(
         batch.extracted, total.loaded, total.new_versions, total.unchanged, len(batch.quarantined_ids),
         batch.quarantined_ids,
@@ -568,38 +656,58 @@ def run_sync(
     report = SyncReport(source=source, run_id=run.id)
     connector = None
     # Batch N is loaded (mostly SQLite work, which releases the GIL) in a thread while batch N + 1 is
-    # validated here; batch N + 1 is handed to the loader only after batch N has committed and its
-    # bookkeeping (after_commit, after_batch) is done, so batches still commit one by one, in order.
+    # validated here; batch N + 1 is handed to the loader only after batch N is written, so batches are
+    # written one by one, in order. Their bookkeeping (after_commit, after_batch) waits for the commit
+    # that covers them: on the embedded store one transaction may hold several (:class:`LoadTransaction`).
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onecert-load")
+    transaction = LoadTransaction(handle, group=True)
     pending: tuple[Future[BatchOutcome], list[tuple[str, str]], list[Callable[[], None]]] | None = None
+    written: list[tuple[BatchOutcome, list[tuple[str, str]], list[Callable[[], None]]]] = []  # uncommitted
+    watching: tuple[threading.Event, Future[None]] | None = None
 
     def settle() -> None:
-        nonlocal pending
-        if pending is None:
-            return
-        future, commits, after_commit = pending
-        pending = None
-        outcome = future.result()
-        for action in after_commit:
-            action()
-        report.batches += 1
-        report.extracted += outcome.extracted
-        report.loaded += outcome.loaded
-        report.new_versions += outcome.new_versions
-        report.unchanged += outcome.unchanged
-        report.quarantined += outcome.quarantined
-        report.quarantined_ids.extend(outcome.quarantined_ids)
-        report.cursor = dict(commits).get(DEFAULT_STREAM, report.cursor)  # its last value covers the batch
-        if progress:
-            progress(report)
-        if after_batch:
-            after_batch(report)
+        nonlocal pending, watching
+        if pending is not None:
+            future, commits, after_commit = pending
+            pending = None
+            written.append((future.result(), commits, after_commit))
+            if transaction.is_open:  # until the next batch comes, a window that waits gets the store
+                arrived = threading.Event()
+                watching = (arrived, loader.submit(transaction.watch, arrived))
+        account()
+
+    def stop_watching() -> None:
+        nonlocal watching
+        if watching is not None:
+            arrived, watch = watching
+            watching = None
+            arrived.set()
+            watch.result()  # a commit that failed there fails the run
+
+    def account() -> None:  # the batches a commit covers
+        while written and report.batches < transaction.committed:
+            outcome, commits, after_commit = written.pop(0)
+            for action in after_commit:
+                action()
+            report.batches += 1
+            report.extracted += outcome.extracted
+            report.loaded += outcome.loaded
+            report.new_versions += outcome.new_versions
+            report.unchanged += outcome.unchanged
+            report.quarantined += outcome.quarantined
+            report.quarantined_ids.extend(outcome.quarantined_ids)
+            report.cursor = dict(commits).get(DEFAULT_STREAM, report.cursor)  # its last value covers it
+            if progress:
+                progress(report)
+            if after_batch:
+                after_batch(report)
 
     def load(
         batch: PreparedBatch | SealedBatch, commits: list[tuple[str, str]], after: list[Callable[[], None]]
     ) -> None:
         nonlocal pending
-        settle()  # the batch before has committed
+        settle()  # the batch before is written
+        stop_watching()
         cache_mib = WORKER_LOAD_CACHE_MIB if isinstance(batch, SealedBatch) else LOAD_CACHE_MIB
         future = loader.submit(
             load_batch,
@@ -609,8 +717,14 @@ def run_sync(
             run_id=run.id,
             commits=commits,
             cache_mib=cache_mib,
+            transaction=transaction,
         )
         pending = (future, commits, after)
+
+    def finish(*, commit: bool) -> None:  # in the loader's thread, like every use of the transaction
+        stop_watching()
+        loader.submit(transaction.close, commit=commit).result()
+        account()
 
     try:
         config = source_config(handle.settings, source)
@@ -634,9 +748,10 @@ def run_sync(
                 for sealed in worker.batches():
                     # The worker read the pages; what its pages would do after the commit, finalise does.
                     load(sealed, sealed.commits, [partial(connector.finalise, sealed.commits)])
-                    # Loaded before the next is taken: the worker prepares the next ones meanwhile, and
+                    # Written before the next is taken: the worker prepares the next ones meanwhile, and
                     # this process holds one batch, and at most one more as it came over the pipe.
                     settle()
+                finish(commit=True)
             report.worker_peak_rss_mib = worker.peak_rss_mib
         else:
             # Great Expectations takes seconds to import: import it while the first batch is being read.
@@ -649,6 +764,7 @@ def run_sync(
                 del batch  # the raw rows are not needed any more: free them while the next batch is read
                 load(prepared, commits, after_commit)
             settle()
+            finish(commit=True)
         report.state = "success"
     except Exception as error:  # noqa: BLE001 - any failure fails the run; the store stays consistent
         try:
@@ -659,7 +775,12 @@ def run_sync(
         report.error = _safe_error(error)
         log.warning("sync of %s failed: %s", source, report.error)
     finally:
-        loader.shutdown(wait=True)
+        try:  # what a failed run wrote since its last commit is rolled back, cursors with it
+            finish(commit=False)
+        except Exception:  # noqa: BLE001, S110 - the first error is the one reported
+            pass
+        finally:
+            loader.shutdown(wait=True)
         close = getattr(connector, "close", None)
         if close:
             close()

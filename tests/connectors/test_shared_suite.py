@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,12 @@ from connectors.pipeline import run_sync
 from connectors.registry import source_names
 from connectors.sandbox import control
 from connectors.sandbox.generate import QUARANTINED_KINDS, SOURCES, drop_inbox, load_manifest, sandbox_dir
+from contracts import load_contract
 from materials_store.crypto import Keyring
 from materials_store.models import Material, QuarantineRow, SyncRun
 from materials_store.runtime import StoreHandle
-from materials_store.store import WriterLock, get_cursor
+from materials_store.store import MaterialInput, WriterLock, get_cursor, sync_material_types
+from tests.store.conftest import person
 
 SOURCES_UNDER_TEST = source_names()
 REST_SOURCES = [s for s in SOURCES_UNDER_TEST if SOURCES[s][1] == "rest"]
@@ -51,6 +55,20 @@ def _expected(home: Path, source: str) -> tuple[set[str], int]:
     info = load_manifest(home)["sources"][source]
     bad = {rid for kind in QUARANTINED_KINDS for rid in info["defects"][kind]}
     return bad, info["records"] - len(bad)
+
+
+def _save_cursor_failing_at(call: int, why: str) -> Callable[..., None]:
+    """``save_cursor`` that raises on its ``call``-th call (a crash before the batch's cursor is saved)."""
+    calls = {"n": 0}
+    real = pipeline.save_cursor
+
+    def save_cursor(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise RuntimeError(why)
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    return save_cursor
 
 
 @pytest.mark.parametrize("source", SOURCES_UNDER_TEST)
@@ -83,18 +101,11 @@ def test_full_sync_then_incremental_resume(
 def test_crash_mid_batch_loses_and_doubles_nothing(
     source: str, parallel: bool, sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = {"n": 0}
     real = pipeline.save_cursor
-
-    def crash_on_second_batch(*args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("power cut between load and cursor")
-        real(*args, **kwargs)  # type: ignore[arg-type]
-
-    # Small pages, so even the smallest source has a second batch to crash in.
+    # Small pages, so even the smallest source has a second batch to crash in, each batch committed.
     monkeypatch.setenv(f"ONECERT_SOURCE_{source.upper()}_PAGE_SIZE", "5")
-    monkeypatch.setattr(pipeline, "save_cursor", crash_on_second_batch)
+    monkeypatch.setattr(pipeline, "LOAD_COMMIT_ROWS", 1)
+    monkeypatch.setattr(pipeline, "save_cursor", _save_cursor_failing_at(2, "power cut before the cursor"))
     crashed = run_sync(source, handle=store, batch_rows=5, parallel=parallel)
     assert crashed.state == "failed"
     with store.sessions() as session:
@@ -109,25 +120,90 @@ def test_crash_mid_batch_loses_and_doubles_nothing(
         assert cursor_after_crash is not None  # the first batch had committed its cursor
 
 
+def test_batches_written_in_one_transaction_roll_back_together_with_their_cursors(
+    parallel: bool, sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a sync's transaction runs on over its batches, each with its cursor, while nobody waits
+    for the store: a crash in the third rolls the first two back too, and the rerun loses nothing."""
+    source = "police_id_card"
+    real = pipeline.save_cursor
+    commits = {"n": 0}
+    event.listen(store.engine, "commit", lambda _connection: commits.__setitem__("n", commits["n"] + 1))
+    monkeypatch.setenv("ONECERT_SOURCE_POLICE_ID_CARD_PAGE_SIZE", "10")
+    monkeypatch.setattr(pipeline, "save_cursor", _save_cursor_failing_at(3, "power cut in the third batch"))
+    before = commits["n"]
+    crashed = run_sync(source, handle=store, batch_rows=10, parallel=parallel)
+    assert crashed.state == "failed"
+    assert (crashed.batches, crashed.loaded, crashed.cursor) == (0, 0, None)  # nothing was committed
+    with store.sessions() as session:
+        assert get_cursor(session, source=source) is None
+    assert _counts(store, source) == (set(), set(), 0)
+    assert commits["n"] - before == 3  # the run's material type, its start and its end: no batch
+
+    monkeypatch.setattr(pipeline, "save_cursor", real)
+    before = commits["n"]
+    finished = run_sync(source, handle=store, batch_rows=10, parallel=parallel)
+    assert finished.state == "success", finished.error
+    assert finished.batches > 3
+    bad, good = _expected(sandbox, source)
+    loaded, quarantined, versions = _counts(store, source)
+    assert (len(loaded), versions, quarantined) == (good, good, bad)
+    assert finished.loaded == good
+    assert commits["n"] - before == 4  # the same, and one for all of its batches
+
+
+def test_a_window_that_waits_between_two_batches_gets_the_store_at_once(
+    sandbox: Path, store: StoreHandle
+) -> None:
+    """A sync's transaction left open after a batch commits and lets go of the store as soon as a hub
+    worker waits for it, without waiting for the next batch."""
+    contract = load_contract("police_id_card")
+    with store.sessions() as session:
+        sync_material_types(session, specs=[contract.material_type])
+        session.commit()
+    items = [
+        MaterialInput(
+            contract.material_type.code, person(serial), f"R{serial}", dt.date(2020, 1, serial + 1), None,
+            {"serial": serial}, "police", f"姓名{serial}", None,
+        )
+        for serial in range(20)
+    ]  # fmt: skip
+    prepared = pipeline.PreparedBatch(len(items), items, [], [])
+    transaction = pipeline.LoadTransaction(store, group=True)
+    arrived = threading.Event()
+    watching = threading.Thread(target=transaction.watch, args=(arrived,))
+    pipeline.load_batch(
+        store, contract=contract, batch=prepared, run_id="r1", commits=[], transaction=transaction
+    )
+    assert transaction.is_open and transaction.committed == 0  # nobody waited: still open
+    watching.start()
+    time.sleep(0.05)
+    assert transaction.is_open  # nobody waits yet
+    with _a_window_waiting(store):
+        started = time.monotonic()
+        with WriterLock(store.engine.url.database).held():  # what the window's worker does
+            waited = time.monotonic() - started
+            assert not transaction.is_open and transaction.committed == 1
+            assert _counts(store, "police_id_card")[2] == len(items)
+    assert waited < 1
+    arrived.set()
+    watching.join(5)
+    assert not watching.is_alive()
+
+
 @pytest.mark.parametrize("source", ["police_id_card", "market_licences"])
 def test_a_crash_between_the_write_chunks_of_a_batch_loses_and_doubles_nothing(
     source: str, sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On SQLite a batch is written in chunks (short write locks); a crash after some chunks committed
     but before the cursor did leaves rows that the rerun finds unchanged: no row lost, no version added."""
-    calls = {"n": 0}
     real = pipeline.save_cursor
-
-    def crash_in_the_last_chunk_of_the_second_batch(*args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("power cut after the batch's first chunks")
-        real(*args, **kwargs)  # type: ignore[arg-type]
-
     monkeypatch.setattr(pipeline, "LOAD_CHUNK_ROWS", 3)
     monkeypatch.setattr(pipeline, "LOAD_COMMIT_ROWS", 3)  # a commit after every chunk
     monkeypatch.setenv(f"ONECERT_SOURCE_{source.upper()}_PAGE_SIZE", "10")
-    monkeypatch.setattr(pipeline, "save_cursor", crash_in_the_last_chunk_of_the_second_batch)
+    monkeypatch.setattr(
+        pipeline, "save_cursor", _save_cursor_failing_at(2, "power cut after the first chunks")
+    )
     crashed = run_sync(source, handle=store, batch_rows=10)
     assert crashed.state == "failed"
     loaded_at_crash, _, _ = _counts(store, source)

@@ -98,6 +98,7 @@ def test_a_worker_that_dies_fails_the_run_and_the_rerun_loses_and_doubles_nothin
 ) -> None:
     source = "police_id_card"
     monkeypatch.setenv("ONECERT_SOURCE_POLICE_ID_CARD_PAGE_SIZE", "5")
+    monkeypatch.setattr(pipeline, "LOAD_COMMIT_ROWS", 1)  # each batch committed
     killed = run_sync(source, handle=store, batch_rows=5, parallel=True, after_batch=_kill_the_worker)
     assert killed.state == "failed"
     assert killed.error is not None and "worker process stopped without finishing" in killed.error
