@@ -666,14 +666,11 @@ def run_sync(
     watching: tuple[threading.Event, Future[None]] | None = None
 
     def settle() -> None:
-        nonlocal pending, watching
+        nonlocal pending
         if pending is not None:
             future, commits, after_commit = pending
             pending = None
             written.append((future.result(), commits, after_commit))
-            if transaction.is_open:  # until the next batch comes, a window that waits gets the store
-                arrived = threading.Event()
-                watching = (arrived, loader.submit(transaction.watch, arrived))
         account()
 
     def stop_watching() -> None:
@@ -705,7 +702,7 @@ def run_sync(
     def load(
         batch: PreparedBatch | SealedBatch, commits: list[tuple[str, str]], after: list[Callable[[], None]]
     ) -> None:
-        nonlocal pending
+        nonlocal pending, watching
         settle()  # the batch before is written
         stop_watching()
         cache_mib = WORKER_LOAD_CACHE_MIB if isinstance(batch, SealedBatch) else LOAD_CACHE_MIB
@@ -719,6 +716,10 @@ def run_sync(
             cache_mib=cache_mib,
             transaction=transaction,
         )
+        # From the moment it is written until the next batch comes (read, validated): a window that
+        # waits for the store meanwhile gets it.
+        arrived = threading.Event()
+        watching = (arrived, loader.submit(transaction.watch, arrived))
         pending = (future, commits, after)
 
     def finish(*, commit: bool) -> None:  # in the loader's thread, like every use of the transaction

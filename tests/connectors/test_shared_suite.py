@@ -191,6 +191,47 @@ def test_a_window_that_waits_between_two_batches_gets_the_store_at_once(
     assert not watching.is_alive()
 
 
+def test_a_window_that_waits_while_a_sync_validates_its_next_batch_gets_the_store(
+    sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process, the next batch is validated while the loader's thread has written the last one and
+    keeps the transaction open: a window that waits then gets the store without waiting for that."""
+    written = [threading.Event() for _ in range(3)]
+    real_load, real_prepare = pipeline.load_batch, pipeline.prepare_batch
+    loads = {"n": 0}
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        done = written[min(loads["n"], 2)]
+        loads["n"] += 1
+        try:
+            return real_load(*args, **kwargs)
+        finally:
+            done.set()
+
+    waited: list[float] = []
+
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        if loads["n"] == 2 and not waited:  # the third batch, while the second is written or being written
+            assert written[1].wait(10)
+            lock = WriterLock(store.engine.url.database)
+            with _a_window_waiting(store):
+                started = time.monotonic()
+                while time.monotonic() - started < 5:
+                    with lock.held(wait=False) as got:
+                        if got:
+                            break
+                    time.sleep(0.002)
+                waited.append(time.monotonic() - started)
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "load_batch", load)
+    monkeypatch.setattr(pipeline, "prepare_batch", prepare)
+    monkeypatch.setenv("ONECERT_SOURCE_POLICE_ID_CARD_PAGE_SIZE", "10")
+    report = run_sync("police_id_card", handle=store, batch_rows=10, parallel=False)
+    assert report.state == "success", report.error
+    assert waited and waited[0] < 1
+
+
 @pytest.mark.parametrize("source", ["police_id_card", "market_licences"])
 def test_a_crash_between_the_write_chunks_of_a_batch_loses_and_doubles_nothing(
     source: str, sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
