@@ -305,10 +305,11 @@ LOAD_COMMIT_ROWS = 100_000
 LOAD_WATCH_SECONDS = 0.002
 #: The page cache of a load's connection, in MiB (the store's connections keep 64). A load writes into
 #: random-key indexes (subjects by blind index, materials by record id): a cache that holds their hot
-#: pages across a whole 50,000-row transaction writes each touched page once per commit. ``bench ingest``
-#: of a million rows: 7,632-8,248 records/s (peak 675-679 MiB) with 10,000-row commits and the 64 MiB
-#: cache; 8,533/s (743 MiB) with 50,000 and 128 MiB; 8,733/s (892 MiB) with 256 MiB, too close to the
-#: 1 GiB the sync may use. Larger commits alone, or the cache alone, gained nothing.
+#: pages across a whole transaction writes each touched page once per commit. ``bench ingest`` of a
+#: million rows, in process, in an earlier session: 7,632-8,248 records/s (peak 675-679 MiB) with
+#: 10,000-row commits and the 64 MiB cache; 8,533/s (743 MiB) with 50,000 and 128 MiB; 8,733/s
+#: (892 MiB) with 256 MiB, too close to the 1 GiB the sync may use. Larger commits alone, or the cache
+#: alone, gained nothing then; now the random-key index pages are most of what a commit writes.
 LOAD_CACHE_MIB = 128
 #: The same when a worker process prepares the batches (:mod:`connectors.worker`): the load is then not
 #: the slower half, and the sync's two processes share the 1 GiB. ``bench ingest``: 16,723 records/s

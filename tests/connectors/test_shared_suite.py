@@ -364,8 +364,8 @@ def test_a_window_waiting_for_the_store_waits_for_no_encryption(
 def test_a_load_writes_through_a_page_cache_of_its_own_size(
     sandbox: Path, store: StoreHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The load's transactions run with :data:`LOAD_CACHE_MIB` of page cache, so a 50,000-row transaction
-    keeps the random-key index pages it writes in memory until it commits."""
+    """The load's transactions run with :data:`LOAD_CACHE_MIB` of page cache, so a transaction keeps the
+    random-key index pages it writes in memory until it commits, as far as they fit."""
     seen: list[int] = []
     real_write = pipeline.write_materials
 
