@@ -663,7 +663,8 @@ def run_sync(
     loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onecert-load")
     transaction = LoadTransaction(handle, group=True)
     pending: tuple[Future[BatchOutcome], list[tuple[str, str]], list[Callable[[], None]]] | None = None
-    written: list[tuple[BatchOutcome, list[tuple[str, str]], list[Callable[[], None]]]] = []  # uncommitted
+    # Batches written, in order, whose commit has not come yet.
+    awaiting_commit: list[tuple[BatchOutcome, list[tuple[str, str]], list[Callable[[], None]]]] = []
     watching: tuple[threading.Event, Future[None]] | None = None
 
     def settle() -> None:
@@ -671,7 +672,7 @@ def run_sync(
         if pending is not None:
             future, commits, after_commit = pending
             pending = None
-            written.append((future.result(), commits, after_commit))
+            awaiting_commit.append((future.result(), commits, after_commit))
         account()
 
     def stop_watching() -> None:
@@ -683,8 +684,8 @@ def run_sync(
             watch.result()  # a commit that failed there fails the run
 
     def account() -> None:  # the batches a commit covers
-        while written and report.batches < transaction.committed:
-            outcome, commits, after_commit = written.pop(0)
+        while awaiting_commit and report.batches < transaction.committed:
+            outcome, commits, after_commit = awaiting_commit.pop(0)
             for action in after_commit:
                 action()
             report.batches += 1
