@@ -176,6 +176,8 @@ MATERIAL_COLUMNS = (
     "issuer_signature", "superseded_by", "created_at", "updated_at",
 )  # fmt: skip
 SUPERSEDED_BY, STATUS = MATERIAL_COLUMNS.index("superseded_by"), MATERIAL_COLUMNS.index("status")
+#: ``session.info`` key: the session's last :func:`write_subjects` found all its subjects new.
+_ALL_NEW = "onecert.subjects_all_new"
 SUBJECT_COLUMNS = (
     "blind_index",
     "kind",
@@ -280,10 +282,17 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
     """Subject ids by blind index, creating the subjects not on file yet (race-safe: a subject another
     writer created meanwhile is found, not doubled)."""
     by_index = {subject.blind_index: subject for subject in subjects}
-    found = _subject_ids(session, list(by_index))
+    if not by_index:
+        return {}
+    driver = DriverValues(session)
+    # A bulk load of new subjects skips the probe: when the session's last write found all its subjects
+    # new, this one inserts first (the unique index finds any already on file) and probes only if some
+    # were. 2.7 µs a subject of a first sync's load.
+    optimistic = driver.sqlite and session.info.get(_ALL_NEW, False)
+    found: dict[str, int] = {} if optimistic else _subject_ids(session, list(by_index))
     missing = [subject for index, subject in by_index.items() if index not in found]
+    session.info[_ALL_NEW] = not found
     if missing:
-        driver = DriverValues(session)
         now = driver.moment(utcnow())
         rows = [
             (bytes.fromhex(s.blind_index), s.kind, s.id_blob, s.name_blob, s.key_id, now, now)
@@ -292,6 +301,7 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
         sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
         connection = session.connection()
         inserted = connection.exec_driver_sql(sql, rows).rowcount
+        session.info[_ALL_NEW] = inserted == len(by_index)
         if driver.sqlite and inserted == len(missing):
             # All of them new: SQLite gave them consecutive ids, in order, after the table's largest
             # (one writer at a time, and this transaction is it). Saves reading them back: 2.6 µs a
@@ -300,7 +310,7 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
             found.update(
                 (subject.blind_index, last - len(missing) + 1 + n) for n, subject in enumerate(missing)
             )
-        else:  # PostgreSQL, or another writer created some of them meanwhile
+        else:  # PostgreSQL; or some were on file (inserted first) or created meanwhile by another writer
             found.update(_subject_ids(session, [subject.blind_index for subject in missing]))
     return found
 

@@ -266,6 +266,44 @@ def test_new_subjects_get_the_ids_the_store_gave_them(
         assert calls == [40, 27]
 
 
+def test_after_a_write_of_new_subjects_a_write_that_meets_some_on_file_still_gets_their_ids(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session whose last write found all its subjects new inserts the next ones before it looks for
+    them (a first sync's load): when some of those are on file after all, they keep their ids and
+    nobody is doubled."""
+    with store.session() as session:  # on file before: every fifth
+        resolve_subjects(
+            session, keyring=store.keyring, subjects=[(person(i), None) for i in range(0, 60, 5)]
+        )
+        session.commit()
+    looked_up, probes = store_module._subject_ids, []
+
+    def counted(session: Session, indexes: Sequence[str]) -> dict[str, int]:  # and how many are on file
+        probes.append((len(indexes), session.scalar(select(func.count()).select_from(Subject))))
+        return looked_up(session, indexes)
+
+    monkeypatch.setattr(store_module, "_subject_ids", counted)
+    with store.session() as session:
+        first = resolve_subjects(
+            session, keyring=store.keyring, subjects=[(person(i), None) for i in range(60, 80)]
+        )
+        mixed = resolve_subjects(  # 12 on file before, 10 from the write before, 20 new
+            session, keyring=store.keyring, subjects=[(person(i), None) for i in range(0, 60, 5)]
+            + [(person(i), None) for i in range(60, 70)] + [(person(i), None) for i in range(100, 120)]
+        )  # fmt: skip
+        session.commit()
+    with store.session() as session:
+        on_file = {
+            subject_identifier(store.keyring, subject): subject.id
+            for subject in session.scalars(select(Subject))
+        }
+    assert len(on_file) == 12 + 20 + 20
+    assert {**first, **mixed} == {value: on_file[value] for value in {**first, **mixed}}
+    if store.backend == "sqlite":  # the mixed write looked its 42 up after it had inserted its 20 new
+        assert probes == [(20, 12), (42, 52)]
+
+
 def test_days_are_remembered_within_a_bound() -> None:
     """A bulk load's dates go to SQLite as ISO text and come back as dates through bounded caches; they
     keep giving the right answers once full."""
