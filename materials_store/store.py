@@ -291,7 +291,7 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
     optimistic = driver.sqlite and session.info.get(_ALL_NEW, False)
     found: dict[str, int] = {} if optimistic else _subject_ids(session, list(by_index))
     missing = [subject for index, subject in by_index.items() if index not in found]
-    session.info[_ALL_NEW] = not found
+    inserted = 0
     if missing:
         now = driver.moment(utcnow())
         rows = [
@@ -301,7 +301,6 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
         sql = driver.insert_sql("subjects", SUBJECT_COLUMNS, ignore_conflicts_on="blind_index")
         connection = session.connection()
         inserted = connection.exec_driver_sql(sql, rows).rowcount
-        session.info[_ALL_NEW] = inserted == len(by_index)
         if driver.sqlite and inserted == len(missing):
             # All of them new: SQLite gave them consecutive ids, in order, after the table's largest
             # (one writer at a time, and this transaction is it). Saves reading them back: 2.6 µs a
@@ -312,6 +311,7 @@ def write_subjects(session: Session, subjects: Iterable[SealedSubject]) -> dict[
             )
         else:  # PostgreSQL; or some were on file (inserted first) or created meanwhile by another writer
             found.update(_subject_ids(session, [subject.blind_index for subject in missing]))
+    session.info[_ALL_NEW] = inserted == len(by_index)
     return found
 
 
