@@ -378,9 +378,7 @@ class LoadTransaction:
     def _after(self, connection: Connection) -> None:
         if self.handle.embedded:  # the connection goes back to the pool with SQLite's default
             connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-            driver = connection.connection.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            checkpoint_wal(driver)
+            _checkpoint(connection)
 
     def watch(self, arrived: threading.Event) -> None:
         """Between two batches, with the transaction open: until the next batch has ``arrived``, commit
@@ -442,7 +440,7 @@ def load_batch(
     shared = False
     try:
         session = transaction.session()
-        wal = partial(_checkpoint, session)
+        wal = partial(_checkpoint, session.connection())  # the transaction's own connection
 
         def meanwhile() -> None:  # with the lock let go: the WAL, and the next rows' CPU work
             wal()
@@ -490,10 +488,10 @@ def load_batch(
     )  # fmt: skip
 
 
-def _checkpoint(session: Session) -> None:
-    connection = session.connection().connection.driver_connection
-    assert isinstance(connection, sqlite3.Connection)
-    checkpoint_wal(connection)
+def _checkpoint(connection: Connection) -> None:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    checkpoint_wal(driver)
 
 
 def process_batch(
