@@ -92,15 +92,14 @@ def build_data_docs(home: Path, *, runs_per_source: int = 10) -> dict[str, Any]:
 
     Returns the site's index path and how many results it shows.
     """
-    import great_expectations as gx
-    from great_expectations.core import ExpectationSuiteValidationResult
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
-
     from contracts import load_contracts
+    from contracts.gx import (
+        ExpectationSuiteIdentifier,
+        ExpectationSuiteValidationResult,
+        RunIdentifier,
+        ValidationResultIdentifier,
+        gx,
+    )
     from contracts.suites import build_suite
 
     project = home / "gx" / "project"

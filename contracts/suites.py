@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
-
 from contracts import Contract
+from contracts.gx import gx, gxe
 from materials_store.identity import CHINA_TZ
 
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"

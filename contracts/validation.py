@@ -18,13 +18,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import great_expectations as gx
 import numpy as np
 import pandas as pd
-from great_expectations.data_context.types.base import ProgressBarsConfig
-from great_expectations.execution_engine import pandas_execution_engine
 
 from contracts import Contract
+from contracts.gx import ProgressBarsConfig, gx, pandas_execution_engine
 from contracts.suites import build_suite
 from materials_store.identity import CHINA_TZ
 
