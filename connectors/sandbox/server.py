@@ -79,15 +79,17 @@ class Store:
         db = self.connection()
         where: list[str] = ["dataset = ?"]
         params: list[Any] = [dataset]
-        if since:
-            where.append("updated_at >= ?")
-            params.append(since)
         if after:
             # The leading ``updated_at >= ?`` lets the index seek to the position; the OR alone made
             # SQLite walk the index from the dataset's first row on every page (a million-row export
-            # slowed to a fifth by its end).
+            # slowed to a fifth by its end). One lower bound only, the later of ``since`` and the
+            # position: given both, SQLite seeks to the first and walks from there on every page.
+            lower = max(since, after[0]) if since else after[0]
             where.append("updated_at >= ? AND (updated_at > ? OR row_seq > ?)")
-            params.extend([after[0], after[0], after[1]])
+            params.extend([lower, after[0], after[1]])
+        elif since:
+            where.append("updated_at >= ?")
+            params.append(since)
         sql = f"SELECT row_seq, updated_at, body FROM records WHERE {' AND '.join(where)} "  # noqa: S608
         rows = db.execute(sql + "ORDER BY updated_at, row_seq LIMIT ?", [*params, limit + 1]).fetchall()
         if len(rows) > limit:
