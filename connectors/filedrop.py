@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from openpyxl import load_workbook
-
 from connectors.base import Connector, Page
 from contracts import load_contract
 from materials_store.errors import DataError, RetriableError
@@ -45,6 +43,8 @@ class FileDropConnector(Connector):
 
     def _rows(self, path: Path) -> Iterator[list[dict[str, Any]]]:
         if path.suffix == ".xlsx":
+            from openpyxl import load_workbook  # only a drop with an XLSX file needs it
+
             workbook = load_workbook(path, read_only=True, data_only=True)
             try:
                 sheet = workbook.worksheets[0]

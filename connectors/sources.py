@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from connectors.filedrop import FileDropConnector
 from connectors.rest import PageNumberPaginator, Paginator, RestConnector
-from connectors.sandbox.generate import TAX_FIELDS
+from connectors.sandbox.vocabulary import TAX_FIELDS
 from connectors.sql import SqlConnector
 
 

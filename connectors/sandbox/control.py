@@ -21,12 +21,12 @@ import httpx
 
 from connectors.sandbox.generate import (
     SOURCES,
-    TAX_FIELDS,
     drop_inbox,
     generate,
     sandbox_dir,
     write_files,
 )
+from connectors.sandbox.vocabulary import TAX_FIELDS
 from materials_store.errors import ConfigurationError
 
 REST_SYSTEMS = ("police", "tax", "health")
@@ -350,7 +350,9 @@ def families(home: Path, *, limit: int = 5) -> list[dict[str, Any]]:
     marriages = clean("civil.db", "SELECT record_id, subject_id FROM marriage_registration")
     result = []
     with sqlite3.connect(directory / "health.db") as db:
-        rows = db.execute("SELECT record_id, body FROM records WHERE dataset = 'births' ORDER BY row_seq").fetchall()
+        rows = db.execute(
+            "SELECT record_id, body FROM records WHERE dataset = 'births' ORDER BY row_seq"
+        ).fetchall()
     for record_id, body in rows:
         birth = json.loads(body)
         mother = birth["subject_id"]

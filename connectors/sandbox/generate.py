@@ -27,6 +27,7 @@ from typing import Any
 from openpyxl import Workbook
 
 from connectors.sandbox.population import CHINA, Population, build_population
+from connectors.sandbox.vocabulary import TAX_FIELDS
 
 DEFECT_KINDS = (
     "bad_check_character",
@@ -52,20 +53,6 @@ SOURCES: dict[str, tuple[str, str, str, str, str | None]] = {
     "natres_titles": ("natres", "sql", "property_title", "location", None),
     "hrss_social_insurance": ("hrss", "file", "social_insurance", "insurance_type", "name"),
     "medins_enrolments": ("medins", "file", "enrolment", "scheme", "name"),
-}
-#: The tax system's own field names (pinyin abbreviations); the tax connector maps them back.
-TAX_FIELDS = {
-    "record_id": "wszmxh",
-    "subject_id": "nsrsbh",
-    "taxpayer_name": "nsrmc",
-    "tax_type": "zsxm",
-    "amount": "se",
-    "period_start": "skssqq",
-    "period_end": "skssqz",
-    "certificate_no": "wszmh",
-    "issued_at": "kjrq",
-    "valid_until": "yxqz",
-    "updated_at": "gxsj",
 }
 
 
