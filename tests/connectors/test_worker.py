@@ -178,3 +178,37 @@ def test_a_batch_handed_over_open_is_sealed_by_the_sync_as_the_worker_would_have
             assert name == item.subject_name
         else:
             assert sync.subject.name_blob is None
+
+
+@pytest.mark.parametrize("left_behind", [True, False], ids=["worker", "plain-spawn"])
+def test_a_worker_does_not_run_the_main_script_that_started_it(left_behind: bool, tmp_path: Path) -> None:
+    """A spawned child runs its parent's main script first (the ``onecert`` script imports the whole
+    CLI); a sync's worker is started without it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "main-ran-in-child"
+    script = tmp_path / "main_script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import multiprocessing, time
+            from connectors.worker import main_module_left_behind
+            if __name__ == "__mp_main__":
+                open({str(marker)!r}, "w").close()
+            if __name__ == "__main__":
+                child = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(0,))
+                if {left_behind!r}:
+                    with main_module_left_behind():
+                        child.start()
+                else:
+                    child.start()
+                child.join()
+                assert child.exitcode == 0
+                assert __file__.endswith("main_script.py")  # put back once the child has started
+            """
+        )
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+    assert marker.exists() is not left_behind
