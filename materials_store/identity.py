@@ -254,7 +254,9 @@ def parse_identifier(raw: str, *, today: dt.date | None = None) -> Identifier:
                 InvalidReason.WRONG_CHECK_CHARACTER,
                 "the organisation code in characters 9 to 17 of the credit code has a wrong check character",
             )
-    raise _likelier_error(value, as_person, as_organisation)
+    likelier = _likelier_error(value, as_person, as_organisation)
+    # A new error: raising one a local of this frame holds would make a cycle through its traceback.
+    raise InvalidIdentifier(likelier.reason, likelier.detail)
 
 
 _REASON_STAGE = {
@@ -269,10 +271,15 @@ _REASON_STAGE = {
 
 
 def _attempt(parse: Callable[[str], Identifier], value: str) -> Identifier | InvalidIdentifier:
+    """The identifier, or a copy of the error without its traceback and context. The raised error's
+    traceback (or its context's) holds this call's frame, which once returned holds its caller's, whose
+    local would hold the error again: that cycle kept every frame up the stack alive, with their locals,
+    until the garbage collector came (in a sync, the whole batch being prepared, for each batch with an
+    invalid ID)."""
     try:
         return parse(value)
     except InvalidIdentifier as error:
-        return error
+        return InvalidIdentifier(error.reason, error.detail)
 
 
 def _likelier_error(

@@ -7,9 +7,11 @@ under test, and not from memory), then compared with what the module accepts.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import re
 import subprocess
 import sys
+import weakref
 from functools import cache
 from pathlib import Path
 
@@ -297,6 +299,45 @@ def test_invalid_credit_codes(typed: str, reason: InvalidReason) -> None:
             parse(typed)
         assert caught.value.reason is reason
         assert_safe_message(caught.value, typed)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "110105194912310021",  # an ID number's wrong check character: both readings tried
+        person("11010519491331002"),  # month 13: the error raised while handling another
+        credit("91AB0000600037341"),  # letters: the credit-code reading first
+        "91110000600037341M",
+        "110105490229002",  # a first-generation number, parsed directly
+        "1101051949123100",
+    ],
+)
+def test_a_refusal_leaves_its_callers_data_to_be_freed_at_once(typed: str) -> None:
+    """A sync parses a batch's IDs in a function that holds the whole batch. A refused number must not tie
+    that function's frame into a reference cycle: the batch would stay in memory until the garbage
+    collector came round, for every batch with one invalid ID."""
+
+    class Batch:
+        pass
+
+    def prepare() -> weakref.ref[Batch]:
+        batch = Batch()
+        try:
+            parse_identifier(typed, today=TODAY)
+        except InvalidIdentifier:
+            pass
+        else:
+            pytest.fail("accepted")
+        return weakref.ref(batch)
+
+    gc.collect()
+    gc.disable()
+    try:
+        held = prepare()
+        assert held() is None, "the caller's data outlived the call, held by a reference cycle"
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_a_mistyped_credit_code_is_told_about_the_credit_code() -> None:
