@@ -7,6 +7,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import weakref
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ def test_a_source_with_more_rows_than_the_read_ahead_goes_on_in_a_worker(
     # The collector is as the sync found it: the heap it kept from it is given back, its thresholds too.
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
+    assert gc.isenabled()
     assert big.worker_peak_rss_mib is not None and big.worker_peak_rss_mib > 0
     good, bad = _expected(sandbox, "police_id_card")
     # The rows read ahead here were let go: the worker read them again, and nothing counts twice.
@@ -54,6 +56,36 @@ def test_a_source_with_more_rows_than_the_read_ahead_goes_on_in_a_worker(
     assert small.state == "success", small.error
     assert small.worker_peak_rss_mib is None
     assert small.loaded == _expected(sandbox, "market_licences")[0]
+
+
+class _Node:
+    partner: _Node | None = None
+
+
+def _cycle() -> weakref.ref[_Node]:
+    """Two objects that only the garbage collector can free, and a way to see whether it has."""
+    first, second = _Node(), _Node()
+    first.partner, second.partner = second, first
+    return weakref.ref(first)
+
+
+def test_a_bulk_sync_collects_between_batches_and_gives_the_collector_back() -> None:
+    assert gc.isenabled()
+    with pipeline.bulk_gc(collect_every=3) as between_batches:
+        assert not gc.isenabled()  # no collection walks a batch while it is alive
+        garbage = _cycle()
+        between_batches()
+        between_batches()
+        assert garbage() is not None
+        between_batches()  # the third batch: collected
+        assert garbage() is None
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+    with pytest.raises(RuntimeError), pipeline.bulk_gc():  # a failed sync gives it back too
+        raise RuntimeError("the source went down")
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_workers_peak_memory_is_its_own_not_that_of_the_process_that_started_it(
