@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from alembic import command
 from sqlalchemy import Engine, text
 
 from materials_store.crypto import Keyring
-from materials_store.db import alembic_config, engine_for_url, session_factory, upgrade
+from materials_store.db import STORE_PAGE_SIZE, alembic_config, engine_for_url, session_factory, upgrade
 from materials_store.store import (
     ensure_subject,
     find_subject,
@@ -30,6 +31,27 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     if request.param == "sqlite":
         return engine_for_url(f"sqlite:///{tmp_path / 'store.db'}")
     return engine_for_url(_fresh_postgres(request.getfixturevalue("postgres_url")))
+
+
+def test_a_new_store_gets_the_larger_pages_and_a_store_that_exists_keeps_its_own(tmp_path: Path) -> None:
+    new = engine_for_url(f"sqlite:///{tmp_path / 'new.db'}")
+    upgrade(new)
+    with new.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA page_size").scalar() == STORE_PAGE_SIZE
+    new.dispose()
+
+    # A store made with SQLite's default pages (as every store was before): opened and upgraded as it is.
+    with sqlite3.connect(tmp_path / "old.db") as made:
+        made.execute("PRAGMA journal_mode=WAL")
+        made.execute("CREATE TABLE kept (value TEXT)")
+        made.execute("INSERT INTO kept VALUES ('still here')")
+    old = engine_for_url(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(old)
+    with old.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA page_size").scalar() == 4096
+        assert connection.exec_driver_sql("SELECT value FROM kept").scalar() == "still here"
+        assert connection.exec_driver_sql("SELECT count(*) FROM subjects").scalar() == 0
+    old.dispose()
 
 
 def _fill_at_0006(engine: Engine, keyring: Keyring, count: int) -> list[tuple[int, str]]:
